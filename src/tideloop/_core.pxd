@@ -39,7 +39,9 @@ cdef TimerHandle _new_timer(double when, object callback, object args, LoopCore 
 
 
 cdef class LoopCore:
-    cdef public object _ready
+    cdef public list _ready
+    cdef object _ready_lock
+    cdef public bint _io_quiet
     cdef public list _scheduled
     cdef public Py_ssize_t _timer_seq
     cdef public Py_ssize_t _timer_cancelled_count
@@ -65,4 +67,5 @@ cdef class LoopCore:
     cdef bint _remove_fd_handler(self, int fd, int event) except -1
     cdef _process_events(self, list events)
     cpdef _run_once(self)
-    cdef _run_ready_debug(self, Py_ssize_t ntodo)
+    cdef _run_ready_debug(self, list ready)
+    cdef _requeue(self, list todo, Py_ssize_t start)
