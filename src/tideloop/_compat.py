@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
-from asyncio import coroutines, events, format_helpers
 from asyncio import constants as _constants
+from asyncio import coroutines, events, format_helpers
 from collections.abc import Callable
 from typing import Any
 
