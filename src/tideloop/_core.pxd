@@ -29,6 +29,7 @@ cdef class TimerHandle(Handle):
 cdef class _FdEntry:
     cdef public Handle reader
     cdef public Handle writer
+    cdef public object fileobj
     cdef public int events
 
 
@@ -67,7 +68,8 @@ cdef class LoopCore:
     cdef _call_at(self, double when, object callback, object args, object context, str method)
     cpdef _write_to_self(self)
     @cython.locals(entry=_FdEntry, h=Handle, old=Handle)
-    cdef Handle _add_fd_handler(self, int fd, object callback, object args, int event)
+    cdef Handle _add_fd_handler(self, int fd, object callback, object args, int event,
+                                object fileobj)
     @cython.locals(entry=_FdEntry, old=Handle)
     cdef bint _remove_fd_handler(self, int fd, int event) except -1
     @cython.locals(entry=_FdEntry, h=Handle, mask=int, fd=int)

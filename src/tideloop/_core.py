@@ -201,11 +201,13 @@ class _FdEntry:
 
     reader: Handle | None
     writer: Handle | None
+    fileobj: Any  # what the fd was registered through (int or file object)
     events: int
 
     def __init__(self) -> None:
         self.reader = None
         self.writer = None
+        self.fileobj = None
         self.events = 0
 
 
@@ -287,7 +289,8 @@ class LoopCore:
     def call_later(self, delay: Any, callback: Any, *args: Any, context: Any = None) -> TimerHandle:
         if delay is None:
             raise TypeError("delay must not be None")
-        return self._call_at(_monotonic() + delay, callback, args, context, "call_later")
+        # asyncio's call_later delegates to call_at, and its errors name call_at().
+        return self._call_at(_monotonic() + delay, callback, args, context, "call_at")
 
     def call_at(self, when: Any, callback: Any, *args: Any, context: Any = None) -> TimerHandle:
         if when is None:
@@ -387,26 +390,33 @@ class LoopCore:
     # -- file descriptors ------------------------------------------------------------------
 
     def _add_reader(self, fd: Any, callback: Any, *args: Any) -> Handle:
-        if type(fd) is not int:
-            fd = _fileobj_to_fd(fd)
-        return self._add_fd_handler(fd, callback, args, READ)
+        return self._add_fd_handler(self._fd_of(fd), callback, args, READ, fd)
 
     def _add_writer(self, fd: Any, callback: Any, *args: Any) -> Handle:
-        if type(fd) is not int:
-            fd = _fileobj_to_fd(fd)
-        return self._add_fd_handler(fd, callback, args, WRITE)
+        return self._add_fd_handler(self._fd_of(fd), callback, args, WRITE, fd)
 
     def _remove_reader(self, fd: Any) -> bool:
-        if type(fd) is not int:
-            fd = _fileobj_to_fd(fd)
-        return self._remove_fd_handler(fd, READ)
+        return self._remove_fd_handler(self._fd_of(fd), READ)
 
     def _remove_writer(self, fd: Any) -> bool:
-        if type(fd) is not int:
-            fd = _fileobj_to_fd(fd)
-        return self._remove_fd_handler(fd, WRITE)
+        return self._remove_fd_handler(self._fd_of(fd), WRITE)
 
-    def _add_fd_handler(self, fd: int, callback: Any, args: Any, event: int) -> Handle:
+    def _fd_of(self, fileobj: Any) -> int:
+        """The fd of an int or a file object; a closed object is found by identity (selectors)."""
+        if type(fileobj) is int and fileobj >= 0:
+            return int(fileobj)
+        try:
+            return _fileobj_to_fd(fileobj)
+        except ValueError:
+            # A socket closed after registration reports fileno() == -1: asyncio's selector
+            # still finds its registration through the object itself, and so do we.
+            for fd, entry in self._fds.items():
+                if entry.fileobj is fileobj:
+                    return int(fd)
+            raise
+
+    def _add_fd_handler(self, fd: int, callback: Any, args: Any, event: int,
+                        fileobj: Any) -> Handle:
         if self._closed:
             self._raise_closed()
         if fd < 0:
@@ -423,6 +433,7 @@ class LoopCore:
             # Sticky registrations: the kernel is only told when the interest mask changes.
             self._reactor.modify(fd, entry.events | event)
             entry.events |= event
+        entry.fileobj = fileobj
         if event == READ:
             old = entry.reader
             entry.reader = h
