@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from asyncio import constants as _constants
 from asyncio import base_events, coroutines, events, format_helpers
+from asyncio import constants as _constants
 from collections.abc import Callable
 from typing import Any
 
