@@ -316,7 +316,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--markdown", action="store_true", help="print the table as markdown")
     ap.add_argument("--show-tb", action="store_true", help="print tracebacks of failures")
     ap.add_argument("--keep-logs", type=Path, help="keep child logs in this directory")
+    ap.add_argument("--ci", action="store_true",
+                    help="CI preset: 2 workers, 60 s per test, 600 s per module (mode and "
+                         "reactor still come from the flags or the environment)")
     args = ap.parse_args(argv)
+    if args.ci:
+        args.workers = max(args.workers, 2)
+        args.per_test_timeout = min(args.per_test_timeout, 60.0)
+        args.timeout = min(args.timeout, 600.0)
 
     env = dict(os.environ)
     if args.mode == "interpreted":
