@@ -17,6 +17,7 @@ import inspect
 import json
 import os
 import re
+import signal
 import sys
 import time
 import traceback
@@ -443,6 +444,9 @@ def run_child(argv: list[str]) -> int:
     with open(args.config) as f:
         cfg = json.load(f)
     faulthandler.enable()
+    # A shell starts background jobs with SIGINT ignored; then asyncio.Runner installs no handler
+    # and _thread.interrupt_main() does nothing, so test_runners' interrupt tests would hang.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with open(args.events, "a", buffering=1) as out:
         try:
             replaced = install(args.loop)
