@@ -12,6 +12,7 @@ import concurrent.futures
 import fnmatch
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -141,6 +142,22 @@ class ModuleResult:
     seconds: float = 0.0
 
 
+# Children run in their own sessions (so a timeout kills a test's helpers too); these are killed
+# if the runner itself is interrupted or terminated.
+_LIVE: set[subprocess.Popen[bytes]] = set()
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _on_terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_module(module: str, args: argparse.Namespace, env: dict[str, str],
                include: list[str], exclude: list[str], workdir: Path) -> ModuleResult:
     """Run one module, resuming after the test in flight whenever the child dies or hangs."""
@@ -164,13 +181,16 @@ def run_module(module: str, args: argparse.Namespace, env: dict[str, str],
             proc = subprocess.Popen(cmd, env=env, stdout=logf, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, cwd=str(workdir),
                                     start_new_session=True)
+            _LIVE.add(proc)
             timed_out = False
             try:
                 rc = proc.wait(timeout=max(budget, 1.0))
             except subprocess.TimeoutExpired:
                 timed_out = True
-                os.killpg(proc.pid, 9)
+                _kill(proc)
                 rc = proc.wait()
+            finally:
+                _LIVE.discard(proc)
         in_flight: str | None = None
         done = False
         for line in events.read_text().splitlines() if events.exists() else []:
@@ -350,10 +370,19 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="tideloop-conf-") as tmp:
         workdir = args.keep_logs or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        with concurrent.futures.ThreadPoolExecutor(max(1, args.workers)) as pool:
+        signal.signal(signal.SIGTERM, _on_terminate)
+        pool = concurrent.futures.ThreadPoolExecutor(max(1, args.workers))
+        try:
             futs = {m: pool.submit(run_module, m, args, env, args.include, exclude, workdir)
                     for m in modules}
             results = [futs[m].result() for m in modules]
+        except KeyboardInterrupt:
+            pool.shutdown(wait=False, cancel_futures=True)
+            for proc in list(_LIVE):
+                _kill(proc)
+            print("interrupted: children killed", file=sys.stderr)
+            return 130
+        pool.shutdown()
     wall = time.monotonic() - t0
 
     rows: list[Row] = []
