@@ -43,8 +43,13 @@ WINDOWS_ONLY = {"test_windows_events", "test_windows_utils", "test_proactor_even
 
 
 def _suite_dir() -> Path:
-    import test.test_asyncio as pkg  # noqa: PLC0415 - imported late: it needs a working socket
-
+    try:
+        import test.test_asyncio as pkg
+    except ImportError as exc:
+        # Distribution Pythons often ship the test package separately (Debian:
+        # libpython3.X-testsuite); pyenv and python.org builds include it.
+        raise SystemExit(f"CPython's test.test_asyncio is not installed for {sys.executable}: "
+                         f"{exc}") from None
     return Path(pkg.__path__[0])
 
 
