@@ -414,6 +414,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{f['outcome'].upper():5} {f['id']}  -- {f['detail']}  [{tag}]")
         if args.show_tb and f.get("tb"):
             print("    " + f["tb"].replace("\n", "\n    "))
+    if len(failures) > 10:
+        # Big runs (--modules all) fail in bulk for a few reasons; show them by message too.
+        by_detail: dict[str, list[str]] = {}
+        for f in failures:
+            by_detail.setdefault(f["detail"] or f["outcome"], []).append(f["id"])
+        print("# failures by message:")
+        for detail, ids in sorted(by_detail.items(), key=lambda kv: -len(kv[1])):
+            print(f"{len(ids):5}  {detail[:120]}  e.g. {ids[0]}")
+    off_loop_bad = sum(r.off_loop_bad for r in rows)
+    if off_loop_bad:
+        print(f"note: {off_loop_bad} tests that did not run on {args.loop} failed "
+              "(a side effect of the swap? see --json)")
     for mod, err in harness:
         print(f"HARNESS {mod}: {err}")
     ran_ids = [t["id"] for r in results for t in r.tests if t["outcome"] != "skip"]
