@@ -65,6 +65,9 @@ def resolve_modules(spec: str) -> list[str]:
             continue
         if part == "issue2":
             names = ISSUE2
+        elif part == "core":
+            # Issue 2's list plus test_futures, which needs no I/O either.
+            names = [*ISSUE2, "test_futures"]
         elif part == "io":
             names = IO
         elif part == "all":
@@ -317,7 +320,8 @@ def render(rows: list[Row], loop: str, markdown: bool) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--modules", default="issue2",
-                    help="comma list of modules and groups: issue2 (default), io, all")
+                    help="comma list of modules and groups: issue2 (default), core (issue2 + "
+                         "test_futures), io, all")
     ap.add_argument("--loop", choices=["tideloop", "asyncio", "uvloop"], default="tideloop")
     ap.add_argument("--mode", choices=["compiled", "interpreted"], default=None,
                     help="tideloop core: interpreted sets TIDELOOP_NO_EXTENSIONS=1 "
