@@ -367,6 +367,9 @@ def main(argv: list[str] | None = None) -> int:
     env.pop("PYTHONASYNCIODEBUG", None)
 
     modules = resolve_modules(args.modules)
+    if not modules:
+        print(f"no test modules selected by --modules {args.modules!r}", file=sys.stderr)
+        return 2
     exclude = list(args.exclude)
     deferred = [] if args.all_tests else parse_list(DEFERRED, args.loop)
     exclude += [e.pattern for e in deferred if e.active(mode)]
