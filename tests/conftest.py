@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import faulthandler
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
