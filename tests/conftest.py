@@ -42,8 +42,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "tideloop_only(reason): a documented tideloop improvement or extension that "
         "asyncio does not promise; runs on the tideloop params only")
     config.addinivalue_line(
-        "markers", "xfail_tideloop(reason): a known tideloop bug; strict xfail on tideloop "
-        "params only (the asyncio param must pass)")
+        "markers", "xfail_tideloop(reason, kinds=...): a known tideloop bug; strict xfail on "
+        "the tideloop params (or only the listed kinds); the asyncio param must pass")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -54,7 +54,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     params = []
     for kind in (TIDELOOP_KINDS if only else LOOP_KINDS):
         marks = []
-        if bug is not None and kind != "asyncio":
+        if bug is not None and kind in bug.kwargs.get("kinds", TIDELOOP_KINDS):
             reason = bug.kwargs.get("reason") or (bug.args[0] if bug.args else "tideloop bug")
             marks.append(pytest.mark.xfail(strict=True, reason=reason))
         params.append(pytest.param(kind, marks=marks, id=kind))
