@@ -117,6 +117,14 @@ class LeakCheck:
 
 
 @pytest.fixture
+def no_leaks() -> Iterator[None]:
+    """For tests that make their loops some other way (run(), Runner, policies)."""
+    leaks = LeakCheck()
+    yield
+    leaks.check()
+
+
+@pytest.fixture
 def loop_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
