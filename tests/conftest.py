@@ -61,9 +61,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("loop_kind", params)
 
 
+def _real_stderr_fd(config: pytest.Config) -> int:
+    """The terminal's stderr even while pytest captures fd 2 (else the hang report is lost)."""
+    capman = config.pluginmanager.getplugin("capturemanager")
+    try:
+        return int(capman._global_capturing.err.targetfd_save)  # private: best effort
+    except (AttributeError, TypeError, ValueError):
+        return 2
+
+
 @pytest.fixture(autouse=True)
-def _hard_timeout() -> Iterator[None]:
-    faulthandler.dump_traceback_later(HARD_TIMEOUT, exit=True)
+def _hard_timeout(request: pytest.FixtureRequest) -> Iterator[None]:
+    faulthandler.dump_traceback_later(HARD_TIMEOUT, exit=True,
+                                      file=_real_stderr_fd(request.config))
     try:
         yield
     finally:

@@ -207,8 +207,6 @@ def test_bad_callbacks_in_debug_mode(loop: asyncio.AbstractEventLoop, method: st
         loop.set_debug(False)
 
 
-@pytest.mark.xfail_tideloop(reason="tideloop's call_later names itself in the message; "
-                            "asyncio's names call_at()")
 def test_call_later_bad_callback_message_names_call_at(loop: asyncio.AbstractEventLoop) -> None:
     loop.set_debug(True)
     with pytest.raises(TypeError) as info:
