@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from _support import run_bounded
+from _support import run_bounded, virtual_clock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -475,51 +475,6 @@ class VirtualInterpreter:
                 state = "cancelled" if h.cancelled() else ("done" if h.done() else "pending")
                 self.events.append(f"task {i} final {state}")
         return self.events
-
-
-@contextmanager
-def virtual_clock(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
-    """The loop's clock becomes a counter that jumps to the next deadline instead of sleeping;
-    when the loop would sleep forever (nothing left), it is stopped instead."""
-    import tideloop._core as core
-
-    now = [time.monotonic()]
-    iterations = [0]
-
-    def clock() -> float:
-        return now[0]
-
-    def wrap(poll: Any, forever: Any) -> Any:
-        def virtual_poll(timeout: Any) -> Any:
-            iterations[0] += 1
-            assert iterations[0] < 100_000, "the program does not terminate"
-            if forever(timeout):
-                loop.stop()
-            elif timeout > 0:
-                now[0] += timeout
-            return poll(0)
-
-        return virtual_poll
-
-    if isinstance(loop, tideloop.EventLoop):
-        reactor: Any = loop._reactor  # type: ignore[attr-defined]
-        saved = core._monotonic
-        core._monotonic = clock
-        reactor.poll = wrap(reactor.poll, lambda t: t < 0)
-        try:
-            yield
-        finally:
-            core._monotonic = saved
-            del reactor.poll
-    else:
-        selector: Any = loop._selector  # type: ignore[attr-defined]
-        loop.time = clock  # type: ignore[method-assign]
-        selector.select = wrap(selector.select, lambda t: t is None)
-        try:
-            yield
-        finally:
-            del loop.time
-            del selector.select
 
 
 def run_virtual(kind: str, program: list[Any]) -> list[str]:
