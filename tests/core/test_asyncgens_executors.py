@@ -236,3 +236,16 @@ def test_close_shuts_down_the_default_executor(loop: asyncio.AbstractEventLoop) 
     for t in threads_before_close:  # close() tells them to exit without waiting
         t.join(5)
         assert not t.is_alive()
+
+
+def test_shutdown_default_executor_without_executor(loop: asyncio.AbstractEventLoop,
+                                                    run: Any) -> None:
+    async def main() -> None:
+        await loop.shutdown_default_executor()
+        with pytest.raises(RuntimeError, match="Executor shutdown has been called"):
+            loop.run_in_executor(None, sum, [1])
+        # an explicit executor is still fine
+        with concurrent.futures.ThreadPoolExecutor(1) as ex:
+            assert await loop.run_in_executor(ex, sum, [1, 2]) == 3
+
+    run(main())

@@ -291,3 +291,95 @@ def test_repr_does_not_fail(loop: asyncio.AbstractEventLoop) -> None:
     assert "running=False" in r and "closed=False" in r and "debug=False" in r
     loop.close()
     assert "closed=True" in repr(loop)
+
+
+def test_unclosed_loop_warns_and_releases_its_fds(loop_kind: str, loop_factory: Any) -> None:
+    # loop_factory checks afterwards that no fd leaked, so __del__ must have closed the loop.
+    import gc
+    import warnings
+
+    import tideloop
+
+    with pytest.warns(ResourceWarning, match="unclosed event loop"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", ResourceWarning)
+            lp = asyncio.new_event_loop() if loop_kind == "asyncio" else tideloop.new_event_loop()
+            lp.call_soon(lambda: None)
+            del lp
+            gc.collect()
+
+
+def test_loop_running_in_another_thread(loop: asyncio.AbstractEventLoop) -> None:
+    import threading
+
+    results: list[Any] = []
+    started = threading.Event()
+
+    def runner() -> None:
+        asyncio.set_event_loop(loop)
+        loop.call_soon(started.set)
+        loop.run_forever()
+        asyncio.set_event_loop(None)
+
+    t = threading.Thread(target=runner)
+    t.start()
+    try:
+        assert started.wait(5)
+
+        async def work() -> tuple[bool, Any]:
+            return loop.is_running(), threading.current_thread().name
+
+        fut = asyncio.run_coroutine_threadsafe(work(), loop)
+        results.append(fut.result(timeout=5))
+        assert loop.is_running()
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        t.join(5)
+    assert results == [(True, t.name)]
+    assert not loop.is_running()
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["nodebug", "debug"])
+def test_base_exception_keeps_the_rest_of_the_iteration(loop: asyncio.AbstractEventLoop,
+                                                        debug: bool) -> None:
+    loop.set_debug(debug)
+    order: list[str] = []
+
+    def interrupt() -> None:
+        order.append("interrupt")
+        loop.call_soon(order.append, "scheduled during the interrupted iteration")
+        raise KeyboardInterrupt
+
+    loop.call_soon(order.append, "before")
+    loop.call_soon(interrupt)
+    loop.call_soon(order.append, "after 1")
+    loop.call_soon(order.append, "after 2")
+    with pytest.raises(KeyboardInterrupt):
+        run_bounded(loop)
+    assert order == ["before", "interrupt"]
+    loop.call_soon(loop.stop)
+    run_bounded(loop)
+    assert order == ["before", "interrupt", "after 1", "after 2",
+                     "scheduled during the interrupted iteration"]
+    loop.set_debug(False)
+
+
+@pytest.mark.xfail_tideloop(reason="call_later(nan) makes run_forever raise ValueError from the "
+                            "reactor on every run; asyncio runs such a timer at once")
+def test_nan_delay_runs_at_once(loop: asyncio.AbstractEventLoop) -> None:
+    got: list[str] = []
+    loop.call_later(float("nan"), got.append, "nan timer")
+    loop.call_later(0.01, loop.stop)
+    run_bounded(loop)
+    assert got == ["nan timer"]
+
+
+def test_infinite_delays(loop: asyncio.AbstractEventLoop) -> None:
+    got: list[str] = []
+    never = loop.call_later(float("inf"), got.append, "inf")
+    loop.call_later(-float("inf"), got.append, "-inf")
+    loop.call_later(10**30, got.append, "huge")
+    loop.call_later(0.01, loop.stop)
+    run_bounded(loop)
+    assert got == ["-inf"]
+    assert never.when() == float("inf")

@@ -180,3 +180,31 @@ def test_closed_loop(loop: asyncio.AbstractEventLoop) -> None:
     loop.close()
     with pytest.raises(RuntimeError, match="Event loop is closed"):
         loop.add_signal_handler(signal.SIGUSR1, lambda: None)
+
+
+def test_signal_received_between_runs_is_handled_on_the_next_run(
+        loop: asyncio.AbstractEventLoop) -> None:
+    got: list[str] = []
+    loop.add_signal_handler(signal.SIGUSR1, lambda: (got.append("usr1"), loop.stop()))
+    os.kill(os.getpid(), signal.SIGUSR1)  # the loop is not running now
+    assert got == []
+    run_bounded(loop)
+    assert got == ["usr1"]
+
+
+def test_signal_handler_runs_while_the_loop_is_busy(loop: asyncio.AbstractEventLoop) -> None:
+    got: list[str] = []
+    spins = [0]
+
+    def spin() -> None:  # always something ready: the loop never sleeps
+        spins[0] += 1
+        if got or spins[0] > 200_000:
+            loop.stop()
+        else:
+            loop.call_soon(spin)
+
+    loop.add_signal_handler(signal.SIGUSR1, got.append, "usr1")
+    loop.call_soon(spin)
+    loop.call_soon(os.kill, os.getpid(), signal.SIGUSR1)
+    run_bounded(loop)
+    assert got == ["usr1"]
