@@ -63,7 +63,7 @@ def ipaddr_info(host: Any, port: Any, family: int, type: int, proto: int,
         except (TypeError, ValueError):
             return None  # a service name: let getaddrinfo look it up
     if family == socket.AF_UNSPEC:
-        afs = [socket.AF_INET, socket.AF_INET6] if _HAS_IPv6 else [socket.AF_INET]
+        afs: list[int] = [socket.AF_INET, socket.AF_INET6] if _HAS_IPv6 else [socket.AF_INET]
     else:
         afs = [family]
     if isinstance(host, bytes):

@@ -10,10 +10,10 @@ from ._loop import LoopBase
 from ._netloop import NetworkMixin  # network helper (issue 3)
 
 
-class EventLoop(NetworkMixin, LoopBase):
+class EventLoop(NetworkMixin, LoopBase):  # type: ignore[misc]  # typeshed's loop signatures
     """An asyncio event loop: use it wherever asyncio's own loop would run."""
 
 
 def new_event_loop() -> EventLoop:
     """A new, not yet running tideloop loop (also usable as asyncio's ``loop_factory``)."""
-    return EventLoop()
+    return EventLoop()  # type: ignore[abstract]  # pipes/subprocess come with their mixin

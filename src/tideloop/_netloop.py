@@ -238,7 +238,7 @@ class NetworkMixin(SocketOpsMixin, ServingMixin, TLSMixin, DnsMixin):
                 sock, _, _ = await staggered.staggered_race(
                     (functools.partial(self._connect_sock, excs, addrinfo, laddr_infos)
                      for addrinfo in infos),
-                    happy_eyeballs_delay, loop=self)
+                    happy_eyeballs_delay, loop=self)  # type: ignore[arg-type]
             if sock is None:
                 flat = [exc for sub in excs for exc in sub]
                 try:
@@ -377,8 +377,7 @@ class NetworkMixin(SocketOpsMixin, ServingMixin, TLSMixin, DnsMixin):
                     try:
                         sock.bind(sa)
                     except OSError as err:
-                        msg = ("error while attempting to bind on address %r: %s"
-                               % (sa, _errmsg(err)))
+                        msg = f"error while attempting to bind on address {sa!r}: {_errmsg(err)}"
                         if _PY313 and err.errno == errno.EADDRNOTAVAIL:
                             # The family is most likely not enabled (bpo-30945).
                             sockets.pop()
@@ -388,8 +387,8 @@ class NetworkMixin(SocketOpsMixin, ServingMixin, TLSMixin, DnsMixin):
                             continue
                         raise OSError(err.errno, msg) from None
                 if _PY313 and not sockets:
-                    raise OSError("could not bind on any address out of %r"
-                                  % ([info[4] for info in infos],))
+                    addrs = [info[4] for info in infos]
+                    raise OSError(f"could not bind on any address out of {addrs!r}")
                 completed = True
             finally:
                 if not completed:

@@ -2,7 +2,7 @@
 
 Invariant: each fd has at most one reader and one writer registration owned by this module; a
 registration outlives the operation that created it until a deferred check (one ``call_soon``
-later) finds no operation waiting, so a task looping on ``sock_recv``/``sock_sendall`` re-arms nothing.
+later) finds no operation waiting, so a task looping on sock_recv/sock_sendall re-arms nothing.
 Any other owner of the fd (a transport, public ``add_reader``) first calls ``_tl_forget_fd``.
 """
 
@@ -52,6 +52,27 @@ def _accept_step(sock: Any) -> Any:
 
 def _ready_step() -> None:
     return None
+
+
+# Steps look the method up on every attempt (as asyncio does), so a patched socket works.
+def _recv_step(sock: Any, n: int) -> Any:
+    return sock.recv(n)
+
+
+def _recv_into_step(sock: Any, buf: Any) -> Any:
+    return sock.recv_into(buf)
+
+
+def _recvfrom_step(sock: Any, n: int) -> Any:
+    return sock.recvfrom(n)
+
+
+def _recvfrom_into_step(sock: Any, buf: Any, n: int) -> Any:
+    return sock.recvfrom_into(buf, n)
+
+
+def _sendto_step(sock: Any, data: Any, address: Any) -> Any:
+    return sock.sendto(data, 0, address)
 
 
 class SocketOpsMixin:
@@ -199,7 +220,7 @@ class SocketOpsMixin:
             return sock.recv(n)
         except (BlockingIOError, InterruptedError):
             pass
-        return await self._tl_wait(sock, False, sock.recv, (n,))  # type: ignore[no-any-return]
+        return await self._tl_wait(sock, False, _recv_step, (sock, n))
 
     async def sock_recv_into(self, sock: socket.socket, buf: Any) -> int:
         self._tl_check_sock(sock)
@@ -207,7 +228,7 @@ class SocketOpsMixin:
             return sock.recv_into(buf)
         except (BlockingIOError, InterruptedError):
             pass
-        return await self._tl_wait(sock, False, sock.recv_into, (buf,))  # type: ignore[no-any-return]
+        return await self._tl_wait(sock, False, _recv_into_step, (sock, buf))
 
     async def sock_recvfrom(self, sock: socket.socket, bufsize: int) -> tuple[bytes, Any]:
         self._tl_check_sock(sock)
@@ -215,7 +236,7 @@ class SocketOpsMixin:
             return sock.recvfrom(bufsize)
         except (BlockingIOError, InterruptedError):
             pass
-        return await self._tl_wait(sock, False, sock.recvfrom, (bufsize,))  # type: ignore[no-any-return]
+        return await self._tl_wait(sock, False, _recvfrom_step, (sock, bufsize))
 
     async def sock_recvfrom_into(self, sock: socket.socket, buf: Any,
                                  nbytes: int = 0) -> tuple[int, Any]:
@@ -226,8 +247,8 @@ class SocketOpsMixin:
             return sock.recvfrom_into(buf, nbytes)
         except (BlockingIOError, InterruptedError):
             pass
-        return await self._tl_wait(  # type: ignore[no-any-return]
-            sock, False, sock.recvfrom_into, (buf, nbytes))
+        return await self._tl_wait(
+            sock, False, _recvfrom_into_step, (sock, buf, nbytes))
 
     async def sock_sendall(self, sock: socket.socket, data: Any) -> None:
         self._tl_check_sock(sock)
@@ -259,7 +280,7 @@ class SocketOpsMixin:
             return sock.sendto(data, address)
         except (BlockingIOError, InterruptedError):
             pass
-        return await self._tl_wait(sock, True, sock.sendto, (data, 0, address))  # type: ignore[no-any-return]
+        return await self._tl_wait(sock, True, _sendto_step, (sock, data, address))
 
     async def sock_connect(self, sock: socket.socket, address: Any) -> None:
         self._tl_check_sock(sock)
@@ -285,10 +306,10 @@ class SocketOpsMixin:
     async def sock_accept(self, sock: socket.socket) -> tuple[socket.socket, Any]:
         self._tl_check_sock(sock)
         try:
-            return _accept_step(sock)  # type: ignore[no-any-return]
+            return _accept_step(sock)
         except (BlockingIOError, InterruptedError):
             pass
-        return await self._tl_wait(sock, False, _accept_step, (sock,))  # type: ignore[no-any-return]
+        return await self._tl_wait(sock, False, _accept_step, (sock,))
 
     # -- sendfile ---------------------------------------------------------------------------------
 

@@ -57,6 +57,12 @@ class SocketTransport(transports._FlowControlMixin):
 
     _start_tls_compatible = True
     _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+    # Set by _FlowControlMixin/BaseTransport; declared for the type checker.
+    _loop: Any
+    _extra: Any
+    _protocol_paused: bool
+    _high_water: int
+    _low_water: int
 
     def __init__(self, loop: Any, sock: socket.socket, protocol: Any, waiter: Any = None,
                  extra: dict[str, Any] | None = None, server: Any = None) -> None:
@@ -95,7 +101,7 @@ class SocketTransport(transports._FlowControlMixin):
         if server is not None:
             server._attach(self)
         set_nodelay(sock)
-        loop.call_soon(self._protocol.connection_made, self)
+        loop.call_soon(protocol.connection_made, self)
         loop.call_soon(self._start_reading)
         if waiter is not None:
             loop.call_soon(_set_result_unless_cancelled, waiter, None)

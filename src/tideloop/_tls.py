@@ -26,7 +26,8 @@ class TLSMixin:
                             ssl_shutdown_timeout: Any = None,
                             call_connection_made: bool = True) -> Any:
         ssl_protocol = sslproto.SSLProtocol(
-            self, protocol, sslcontext, waiter, server_side, server_hostname,
+            self,  # type: ignore[arg-type]  # the composed loop is an AbstractEventLoop
+            protocol, sslcontext, waiter, server_side, server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout,
             call_connection_made=call_connection_made)
@@ -46,7 +47,8 @@ class TLSMixin:
             raise TypeError(f"transport {transport!r} is not supported by start_tls()")
         waiter = self.create_future()  # type: ignore[attr-defined]
         ssl_protocol = sslproto.SSLProtocol(
-            self, protocol, sslcontext, waiter, server_side, server_hostname,
+            self,  # type: ignore[arg-type]  # the composed loop is an AbstractEventLoop
+            protocol, sslcontext, waiter, server_side, server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout,
             call_connection_made=False)

@@ -28,7 +28,9 @@ LOOPS = {
 
 
 def _open_fds() -> set[int]:
-    return {int(n) for n in os.listdir("/proc/self/fd")} if os.path.isdir("/proc/self/fd") else set()
+    if not os.path.isdir("/proc/self/fd"):
+        return set()
+    return {int(n) for n in os.listdir("/proc/self/fd")}
 
 
 class Runner:

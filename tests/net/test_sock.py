@@ -298,6 +298,7 @@ def test_getaddrinfo_errors_and_getnameinfo(run: Any) -> None:
         loop = asyncio.get_running_loop()
         with pytest.raises(socket.gaierror):
             await loop.getaddrinfo("127.0.0.1", 80, family=12345)
-        assert await loop.getnameinfo(("127.0.0.1", 80), socket.NI_NUMERICHOST | socket.NI_NUMERICSERV) == ("127.0.0.1", "80")
+        flags = socket.NI_NUMERICHOST | socket.NI_NUMERICSERV
+        assert await loop.getnameinfo(("127.0.0.1", 80), flags) == ("127.0.0.1", "80")
 
     run(main())

@@ -650,7 +650,8 @@ def test_emfile_on_accept_server_keeps_serving(run: Any, tmp_path: Any) -> None:
             print("ERR", type(errors[0]["exception"]).__name__ if errors else None)
             print("OK")
 
-        resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
         loop = loops[sys.argv[1]]()
         loop.run_until_complete(asyncio.wait_for(main(), 15))
         loop.close()
