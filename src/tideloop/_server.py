@@ -45,17 +45,27 @@ class Server(events.AbstractServer):
     def __repr__(self) -> str:
         return f"<{self.__class__.__name__} sockets={self.sockets!r}>"
 
+    # 3.11/3.12 count anonymous attachments (``_attach()``); 3.13 tracks transports.
+    _anonymous = 0
+
     @property
-    def _active_count(self) -> int:  # the 3.11/3.12 name, for introspecting code
-        return len(self._clients)
+    def _active_count(self) -> int:
+        return len(self._clients) + self._anonymous
 
     def _attach(self, transport: Any = None) -> None:
         assert self._sockets is not None
-        self._clients.add(transport)
+        if transport is None:
+            self._anonymous += 1
+        else:
+            self._clients.add(transport)
 
     def _detach(self, transport: Any = None) -> None:
-        self._clients.discard(transport)
-        if len(self._clients) == 0 and self._sockets is None:
+        if transport is None:
+            assert self._anonymous > 0
+            self._anonymous -= 1
+        else:
+            self._clients.discard(transport)
+        if self._active_count == 0 and self._sockets is None:
             self._wakeup()
 
     def _wakeup(self) -> None:
@@ -101,7 +111,7 @@ class Server(events.AbstractServer):
         if fut is not None and not fut.done():
             fut.cancel()
             self._serving_forever_fut = None
-        if len(self._clients) == 0:
+        if self._active_count == 0:
             self._wakeup()
 
     def close_clients(self) -> None:
