@@ -16,4 +16,4 @@ class EventLoop(NetworkMixin, LoopBase):  # type: ignore[misc]  # typeshed's loo
 
 def new_event_loop() -> EventLoop:
     """A new, not yet running tideloop loop (also usable as asyncio's ``loop_factory``)."""
-    return EventLoop()  # type: ignore[abstract]  # pipes/subprocess come with their mixin
+    return EventLoop()  # type: ignore[abstract]  # until every I/O mixin is composed in
