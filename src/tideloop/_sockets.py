@@ -184,16 +184,15 @@ class SocketOpsMixin:
         entry = (fut, step, args)
         if write:
             queue = ops.writers
-            queue.append(entry)
             if not ops.wreg:
-                ops.wreg = True
                 self._add_writer(fd, self._tl_on_writable, fd)  # type: ignore[attr-defined]
+                ops.wreg = True
         else:
             queue = ops.readers
-            queue.append(entry)
             if not ops.rreg:
-                ops.rreg = True
                 self._add_reader(fd, self._tl_on_readable, fd)  # type: ignore[attr-defined]
+                ops.rreg = True
+        queue.append(entry)
         try:
             return await fut
         except exceptions.CancelledError:

@@ -613,7 +613,12 @@ def test_emfile_on_accept_server_keeps_serving(run: Any, tmp_path: Any) -> None:
         async def main():
             loop = asyncio.get_running_loop()
             loop.set_exception_handler(lambda l, c: errors.append(c))
-            srv = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+            class Echo(asyncio.Protocol):
+                def connection_made(self, t):
+                    self.t = t
+                def data_received(self, d):
+                    self.t.write(d)
+            srv = await loop.create_server(Echo, "127.0.0.1", 0)
             port = srv.sockets[0].getsockname()[1]
             # Use up the fd table so accept() fails with EMFILE.
             hog = []
@@ -640,9 +645,10 @@ def test_emfile_on_accept_server_keeps_serving(run: Any, tmp_path: Any) -> None:
             for s in hog:
                 s.close()
             # After the retry delay the server accepts the pending connections.
-            c = await asyncio.open_connection("127.0.0.1", port)
-            await asyncio.sleep(0.2)
-            c[1].close()
+            r, w = await asyncio.open_connection("127.0.0.1", port)
+            w.write(b"ping")
+            print("ECHO", await asyncio.wait_for(r.readexactly(4), 5))
+            w.close()
             for s in clients:
                 s.close()
             srv.close()
@@ -661,3 +667,4 @@ def test_emfile_on_accept_server_keeps_serving(run: Any, tmp_path: Any) -> None:
     assert "OK" in out.stdout, out.stderr
     assert "MSG socket.accept() out of system resource" in out.stdout
     assert "ERR OSError" in out.stdout
+    assert "ECHO b'ping'" in out.stdout  # accepting resumed after the back-off
