@@ -79,6 +79,9 @@ class SocketTransport(transports._FlowControlMixin):
                 self._extra["peername"] = None
         self._sock: Any = sock
         self._sock_fd = sock.fileno()
+        # Bound once: the hot paths call these per event.
+        self._recv_into = sock.recv_into
+        self._send = sock.send
         self._protocol: Any = None
         self._protocol_connected = False
         self._read_cb: Any = None
@@ -175,7 +178,7 @@ class SocketTransport(transports._FlowControlMixin):
         if self._conn_lost:
             return
         try:
-            n = self._sock.recv_into(self._rview)
+            n = self._recv_into(self._rview)
         except (BlockingIOError, InterruptedError):
             return
         except (SystemExit, KeyboardInterrupt):
@@ -207,7 +210,7 @@ class SocketTransport(transports._FlowControlMixin):
             self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
             return
         try:
-            n = self._sock.recv_into(buf)
+            n = self._recv_into(buf)
         except (BlockingIOError, InterruptedError):
             return
         except (SystemExit, KeyboardInterrupt):
@@ -262,7 +265,7 @@ class SocketTransport(transports._FlowControlMixin):
             data = data.cast("B") if data.format != "B" or data.ndim != 1 else data
         if not self._buffer:
             try:
-                n = self._sock.send(data)
+                n = self._send(data)
             except (BlockingIOError, InterruptedError):
                 n = 0
             except (SystemExit, KeyboardInterrupt):
@@ -322,7 +325,7 @@ class SocketTransport(transports._FlowControlMixin):
         buf = self._buffer
         try:
             if len(buf) == 1 or not _HAS_SENDMSG:
-                n = self._sock.send(buf[0])
+                n = self._send(buf[0])
             else:
                 n = self._sock.sendmsg(_islice(buf, IOV_MAX))
         except (BlockingIOError, InterruptedError):
