@@ -24,6 +24,10 @@ _HEADER = 8 if _PY313 else 0
 
 
 class DatagramTransport(transports._FlowControlMixin, transports.DatagramTransport):
+    __slots__ = (
+        "__weakref__", "_sock", "_sock_fd", "_protocol", "_protocol_connected", "_address",
+        "_buffer", "_buffer_size", "_conn_lost", "_closing", "_paused", "_started", "_rview",
+    )
     _loop: Any
     _extra: Any
     _protocol_paused: bool

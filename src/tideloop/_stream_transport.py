@@ -55,6 +55,13 @@ def _set_result_unless_cancelled(fut: Any, result: Any) -> None:
 class SocketTransport(transports._FlowControlMixin):
     """A connected SOCK_STREAM socket driven by the loop's reactor."""
 
+    # Slots, not a __dict__: attribute reads on the hot paths skip the instance-dict lookup.
+    __slots__ = (
+        "__weakref__", "_sock", "_sock_fd", "_recv_into", "_send", "_protocol",
+        "_protocol_connected", "_read_cb", "_buffered", "_rview", "_buffer", "_buffer_size",
+        "_conn_lost", "_closing", "_paused", "_eof", "_empty_waiter", "_server",
+        "_reader_started",
+    )
     _start_tls_compatible = True
     _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
     # Set by _FlowControlMixin/BaseTransport; declared for the type checker.
