@@ -167,8 +167,11 @@ class ServingMixin:
                        ssl_handshake_timeout: float | None = constants.SSL_HANDSHAKE_TIMEOUT,
                        ssl_shutdown_timeout: float | None = constants.SSL_SHUTDOWN_TIMEOUT
                        ) -> None:
+        fd = sock.fileno()
+        if fd < 0:
+            return  # closed while accepting was backing off (EMFILE): nothing to resume
         self._add_reader(  # type: ignore[attr-defined]
-            sock.fileno(), self._accept_connection, protocol_factory, sock, sslcontext,
+            fd, self._accept_connection, protocol_factory, sock, sslcontext,
             server, backlog, ssl_handshake_timeout, ssl_shutdown_timeout)
 
     def _stop_serving(self, sock: Any) -> None:

@@ -133,8 +133,9 @@ class SocketTransport(transports._FlowControlMixin):
         if getattr(self, "_sock", None) is not None:
             _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
             self._sock.close()
-            if self._server is not None:
-                self._server._detach(self)
+            server = getattr(self, "_server", None)
+            if server is not None:
+                server._detach(self)
                 self._server = None
 
     # -- protocol -------------------------------------------------------------------------
