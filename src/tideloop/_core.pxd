@@ -23,6 +23,7 @@ cdef class Handle:
 cdef class TimerHandle(Handle):
     cdef public double _when
     cdef public bint _scheduled
+    cdef public Py_ssize_t _seq
 
 
 @cython.final
@@ -32,6 +33,16 @@ cdef class _FdEntry:
     cdef public object fileobj
     cdef public int events
 
+
+cdef inline TimerHandle _timer_of(object entry)
+cdef inline _pop_timer(list heap)
+cdef _heapify(list heap)
+cdef inline bint _entry_lt(TimerHandle a, TimerHandle b)
+@cython.locals(pos=Py_ssize_t, parentpos=Py_ssize_t, parent=TimerHandle)
+cdef _heap_push(list heap, TimerHandle item)
+@cython.locals(pos=Py_ssize_t, parentpos=Py_ssize_t, child=Py_ssize_t, right=Py_ssize_t,
+               n=Py_ssize_t, last=TimerHandle, top=TimerHandle, parent=TimerHandle)
+cdef TimerHandle _heap_pop(list heap)
 
 cdef _init_handle(Handle h, object callback, object args, LoopCore loop, object context)
 @cython.locals(h=Handle)
@@ -75,7 +86,7 @@ cdef class LoopCore:
     @cython.locals(entry=_FdEntry, h=Handle, mask=int, fd=int)
     cdef _process_events(self, list events)
     @cython.locals(sched=list, ready=list, kept=list, n=Py_ssize_t, i=Py_ssize_t,
-                   t=TimerHandle, h=Handle, timeout=double, end_time=double, entry=tuple)
+                   t=TimerHandle, h=Handle, timeout=double, end_time=double)
     cpdef _run_once(self)
     @cython.locals(n=Py_ssize_t, i=Py_ssize_t, h=Handle, t0=double, dt=double)
     cdef _run_ready_debug(self, list ready)
