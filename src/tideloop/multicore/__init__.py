@@ -3,5 +3,14 @@ every core) and the errors they raise. Public names are re-exported by ``tideloo
 
 from ._common import RemoteError, RemoteTraceback, WorkerLost
 from ._pool import Pool
+from ._run_workers import Worker, run_workers, supervise_workers
 
-__all__ = ["Pool", "RemoteError", "RemoteTraceback", "WorkerLost"]
+__all__ = [
+    "Pool",
+    "RemoteError",
+    "RemoteTraceback",
+    "Worker",
+    "WorkerLost",
+    "run_workers",
+    "supervise_workers",
+]

@@ -298,6 +298,8 @@ def _serve(
             main_task.cancel()
 
         chan = Channel(loop, rfd, wfd, on_messages, on_eof)
+        # `kill -TERM -<pgid>` reaches the workers as well as the parent: stop as gracefully.
+        loop.add_signal_handler(signal.SIGTERM, on_eof, None)
         chan.send([(READY, os.getpid())])
         reply: tuple[Any, ...]
         try:
