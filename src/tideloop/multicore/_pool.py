@@ -529,7 +529,7 @@ class Pool:
         return _ResultIterator(start)
 
     def __del__(self) -> None:
-        if self._started and not self._closed:
+        if getattr(self, "_started", False) and not self._closed:
             try:
                 self.terminate()
             except Exception:

@@ -1,0 +1,229 @@
+"""Pool behaviour: ordering, errors, lost workers, pickling failures, cancellation, lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import pickle
+import signal
+from pathlib import Path
+from typing import Any
+
+import mc_funcs as f
+import pytest
+
+from tideloop.multicore import Pool, RemoteError, RemoteTraceback, WorkerLost
+
+
+async def wait_for_files(paths: list[Path], timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not all(p.exists() and p.read_text() for p in paths):
+            await asyncio.sleep(0.01)
+
+
+def test_map_starmap_apply_order(run: Any) -> None:
+    async def main() -> None:
+        async with Pool(2, concurrency=4) as pool:
+            assert await pool.map(f.sleepy_square, range(50)) == [x * x for x in range(50)]
+            assert await pool.map(f.plain_square, range(10)) == [x * x for x in range(10)]
+            assert await pool.starmap(f.add, [(1, 2), (3, 4)]) == [3, 7]
+            assert await pool.apply(f.add, 1, 2, scale=10) == 30
+            assert await pool.map(f.square, []) == []
+
+    run(main())
+
+
+def test_imap_ordered_and_unordered(run: Any) -> None:
+    async def main() -> None:
+        async with Pool(2, concurrency=8) as pool:
+            got = [r async for r in pool.imap(f.sleepy_square, range(40))]
+            assert got == [x * x for x in range(40)]
+            unordered = [r async for r in pool.imap_unordered(f.sleepy_square, range(40))]
+            assert sorted(unordered) == [x * x for x in range(40)]
+            # Items 0..9 of each ten sleep longest: completion order is not input order.
+            assert unordered != got
+
+    run(main())
+
+
+def test_work_runs_in_worker_processes(run: Any) -> None:
+    async def main() -> None:
+        async with Pool(2, concurrency=1) as pool:
+            pids = set(await pool.map(f.getpid, range(20)))
+            assert os.getpid() not in pids
+            assert 1 <= len(pids) <= 2
+
+    run(main())
+
+
+def test_exception_keeps_type_and_remote_traceback(run: Any) -> None:
+    async def main() -> None:
+        async with Pool(2) as pool:
+            with pytest.raises(f.CustomError, match="item 3 failed") as info:
+                await pool.map(f.fail, range(6))
+            cause = info.value.__cause__
+            assert isinstance(cause, RemoteTraceback)
+            assert "in fail" in cause.tb and "mc_funcs.py" in cause.tb
+            # An exception that cannot be rebuilt in the parent still arrives, with its type name.
+            with pytest.raises(RemoteError, match="PickyError: picky 1 2") as info2:
+                await pool.apply(f.fail_picky, 1)
+            assert isinstance(info2.value.__cause__, RemoteTraceback)
+            # The pool is still usable.
+            assert await pool.map(f.square, range(5)) == [0, 1, 4, 9, 16]
+            with pytest.raises(f.CustomError):
+                async for _ in pool.imap(f.fail, range(6)):
+                    pass
+
+    run(main())
+
+
+def test_sigkilled_worker_fails_its_items_and_is_replaced(run: Any, tmp_path: Path) -> None:
+    async def main() -> None:
+        async with Pool(2) as pool:
+            marker = tmp_path / "pid"
+            task = asyncio.ensure_future(pool.apply(f.report_and_hang, str(marker)))
+            await wait_for_files([marker])
+            victim = int(marker.read_text())
+            os.kill(victim, signal.SIGKILL)
+            with pytest.raises(WorkerLost, match="SIGKILL") as info:
+                await task
+            assert info.value.pid == victim
+            assert info.value.item == 0
+            assert info.value.exitcode == -signal.SIGKILL
+            assert "item 0 of apply(report_and_hang)" in str(info.value)
+            # Later calls work, on a replacement process.
+            pids = set(await pool.map(f.getpid, range(40)))
+            assert victim not in pids
+            assert len(pool._backend.workers) == 2  # type: ignore[attr-defined]
+
+    run(main())
+
+
+def test_worker_exit_in_map_names_the_item(run: Any) -> None:
+    async def main() -> None:
+        async with Pool(2) as pool:
+            with pytest.raises(WorkerLost, match="exited with code 7") as info:
+                await pool.map(f.exit_now, [7])
+            assert info.value.item == 0 and info.value.exitcode == 7
+            with pytest.raises(WorkerLost):
+                await pool.apply(f.kill_self)
+            assert await pool.map(f.square, range(8)) == [x * x for x in range(8)]
+
+    run(main())
+
+
+def test_unpicklable_argument_function_and_result(run: Any) -> None:
+    async def main() -> None:
+        async with Pool(1) as pool:
+            with pytest.raises(pickle.PicklingError, match="argument of item 1"):
+                await pool.map(f.getpid, [1, lambda: 2, 3])
+            with pytest.raises(pickle.PicklingError, match="function cannot be pickled"):
+                await pool.map(lambda x: x, [1])
+            with pytest.raises(pickle.PicklingError, match="result .*cannot be pickled"):
+                await pool.apply(f.unpicklable_result)
+            with pytest.raises(pickle.UnpicklingError, match="cannot be unpickled in the parent"):
+                await pool.apply(f.bad_result)
+            assert await pool.apply(f.add, 2, 3) == 5
+
+    run(main())
+
+
+def test_cancelling_the_caller_cancels_items_in_workers(run: Any, tmp_path: Path) -> None:
+    async def main() -> None:
+        async with Pool(2, concurrency=2) as pool:
+            task = asyncio.ensure_future(
+                pool.starmap(f.hang_with_marker, [(str(tmp_path), i) for i in range(4)])
+            )
+            await wait_for_files([tmp_path / f"started-{i}" for i in range(4)])
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await wait_for_files([tmp_path / f"cancelled-{i}" for i in range(4)])
+            assert await pool.map(f.square, range(4)) == [0, 1, 4, 9]
+
+    run(main())
+
+
+def test_breaking_out_of_imap_over_an_endless_iterable(run: Any) -> None:
+    pulled = itertools.count()
+
+    def source() -> Any:
+        for i in itertools.count():
+            next(pulled)
+            yield i
+
+    async def main() -> None:
+        async with Pool(2, concurrency=2) as pool:
+            it = pool.imap(f.square, source())
+            got = []
+            async for r in it:
+                got.append(r)
+                if len(got) == 100:
+                    break
+            await it.aclose()  # type: ignore[attr-defined]
+            assert got == [x * x for x in range(100)]
+            # Bounded read-ahead: the endless source was not drained.
+            assert next(pulled) < 100 + 1000
+            assert await pool.apply(f.square, 3) == 9
+
+    run(main())
+
+
+def test_max_tasks_per_worker_recycles_processes(run: Any) -> None:
+    async def main() -> None:
+        async with Pool(1, concurrency=1, max_tasks_per_worker=2) as pool:
+            pids = await pool.map(f.getpid, range(10))
+            assert len(set(pids)) == 5
+            assert all(pids.count(p) == 2 for p in set(pids))
+
+    run(main())
+
+
+def test_initializer_sync_async_and_failing(run: Any) -> None:
+    async def main() -> None:
+        async with Pool(2, initializer=f.init_state, initargs=(42,)) as pool:
+            assert await pool.map(f.get_state, range(4)) == [42] * 4
+        async with Pool(1, initializer=f.async_init_state, initargs=("x",)) as pool:
+            assert await pool.apply(f.get_state) == ("async", "x")
+        with pytest.raises(f.CustomError, match="initializer failed"):
+            async with Pool(2, initializer=f.bad_init):
+                pass
+
+    run(main())
+
+
+def test_close_join_and_calls_after_close(run: Any) -> None:
+    async def main() -> None:
+        pool = Pool(2)
+        assert await pool.map(f.square, range(5)) == [0, 1, 4, 9, 16]
+        pool.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            await pool.apply(f.square, 1)
+        await pool.join()
+
+    run(main())
+
+
+def test_terminate_fails_running_calls(run: Any, tmp_path: Path) -> None:
+    async def main() -> None:
+        pool = Pool(1)
+        task = asyncio.ensure_future(pool.apply(f.report_and_hang, str(tmp_path / "p")))
+        await wait_for_files([tmp_path / "p"])
+        pool.terminate()
+        with pytest.raises(RuntimeError, match="terminated"):
+            await task
+        await pool.join()
+
+    run(main())
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError):
+        Pool(0)
+    with pytest.raises(ValueError):
+        Pool(1, concurrency=0)
+    with pytest.raises(ValueError):
+        Pool(1, backend="nope")
+    with pytest.raises(pickle.PicklingError, match="initializer"):
+        Pool(1, initializer=lambda: None)
