@@ -81,6 +81,9 @@ class LocalBackend:
             ) from exc
         self._prep = preparation_data()
 
+    def dumps_fn(self, fn: Callable[..., Any]) -> bytes:
+        return pickle.dumps(fn, PICKLE_PROTOCOL)
+
     # -- processes -----------------------------------------------------------------------------
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()

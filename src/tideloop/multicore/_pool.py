@@ -35,6 +35,7 @@ class Backend(Protocol):
     processes: int
     broken: BaseException | None
 
+    def dumps_fn(self, fn: Callable[..., Any]) -> bytes: ...
     def start(self) -> None: ...
     async def wait_ready(self) -> None: ...
     def kick(self) -> None: ...
@@ -76,7 +77,7 @@ class _Job:
         self.pool = pool
         self.name = f"{what}({_fn_name(fn)})"
         try:
-            self.fn_bytes = pickle.dumps(fn, PICKLE_PROTOCOL)
+            self.fn_bytes = pool._backend.dumps_fn(fn)
         except Exception as exc:
             raise pickle.PicklingError(
                 f"{self.name}: the function cannot be pickled to send it to a worker "
