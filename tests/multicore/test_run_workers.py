@@ -40,7 +40,8 @@ def _readline(proc: subprocess.Popen[str], deadline: float) -> str:
     line = proc.stdout.readline()
     if not line or time.monotonic() > deadline:
         proc.kill()
-        raise AssertionError(f"server script ended early: {proc.stderr.read() if proc.stderr else ''}")
+        err = proc.stderr.read() if proc.stderr else ""
+        raise AssertionError(f"server script ended early: {err}")
     return line.strip()
 
 

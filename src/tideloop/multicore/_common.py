@@ -50,7 +50,7 @@ def _rebuild_worker_lost(message: str, item: int | None, pid: int | None,
 
 
 class RemoteTraceback(Exception):
-    """Carries a worker's formatted traceback; attached as ``__cause__`` of a re-raised exception."""
+    """A worker's formatted traceback, attached as ``__cause__`` of the re-raised exception."""
 
     def __init__(self, tb: str) -> None:
         super().__init__(tb)

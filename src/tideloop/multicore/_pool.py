@@ -11,7 +11,7 @@ import asyncio
 import os
 import pickle
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sized
 from typing import Any, Protocol
 
 from ._common import PICKLE_PROTOCOL, ErrorBlob, unpack_error
@@ -496,7 +496,7 @@ class Pool:
 
     async def starmap(self, fn: Callable[..., Any], iterable: Iterable[Iterable[Any]]) -> list[Any]:
         """Like ``map`` but each element is a tuple of positional arguments."""
-        total = len(iterable) if hasattr(iterable, "__len__") else None
+        total = len(iterable) if isinstance(iterable, Sized) else None
         job = self._submit(fn, (tuple(a) for a in iterable), STAR_ARGS, _MAP, "starmap", total)
         try:
             return await job.result()

@@ -112,6 +112,10 @@ class _Slot:
         self.returncode: int | None = None
 
 
+def _on_eof(handle: ProcessHandle, exc: BaseException | None) -> None:
+    handle.check_soon()
+
+
 class _Supervisor:
     def __init__(
         self,
@@ -157,7 +161,7 @@ class _Supervisor:
             handle.from_child,
             handle.to_child,
             partial(self.on_messages, slot),
-            lambda exc, h=handle: h.check_soon(),
+            partial(_on_eof, handle),
         )
         slot.chan.send([("boot", self.prep, "serve", blob)])
         handle.watch(self.loop, partial(self.on_exit, slot))
@@ -284,7 +288,7 @@ async def supervise_workers(
     }
     sup = _Supervisor(main, per_slot, restart, graceful_timeout, max_backoff)
     loop = asyncio.get_running_loop()
-    signals: list[int] = []
+    signals: list[signal.Signals] = []
     if handle_signals and threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:

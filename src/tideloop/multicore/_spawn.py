@@ -30,7 +30,7 @@ _BOOT_CODE = (
 
 
 def preparation_data() -> dict[str, Any]:
-    """What a fresh interpreter needs to unpickle the parent's functions (as multiprocessing's spawn).
+    """What a fresh interpreter needs to unpickle the parent's functions (as multiprocessing's).
 
     The parent's ``__main__`` is re-imported in the worker under the name ``__mp_main__`` (so its
     ``if __name__ == "__main__"`` block does not run), which makes functions defined in a script
@@ -64,7 +64,7 @@ class ProcessHandle:
         from_child, child_w = os.pipe()
         try:
             code = _BOOT_CODE.format(src=_SRC_DIR, rfd=child_r, wfd=child_w)
-            # Same interpreter flags (-X dev, -O, warnings) as the parent, like multiprocessing does.
+            # Same interpreter flags (-X dev, -O, warnings) as the parent, as multiprocessing does.
             flags: list[str] = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
             self.proc = subprocess.Popen(
                 [sys.executable, *flags, "-c", code],

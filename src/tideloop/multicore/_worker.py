@@ -1,4 +1,4 @@
-"""The worker process: bootstrap from the parent's pipe, then serve Pool items or a run_workers main.
+"""The worker process: bootstrap from the parent's pipe, then serve Pool items or run a main.
 
 Invariant: every CALL the parent sends gets exactly one reply (OK, ERR or CANCELLED) unless the
 process dies; a worker never outlives its parent's pipe (EOF on it cancels everything and exits),
