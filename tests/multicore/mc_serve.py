@@ -11,6 +11,11 @@ import sys
 from tideloop.multicore import Worker, run_workers
 
 
+def say(line: str) -> None:
+    # One write() per line: two workers share this stdout pipe and must not interleave.
+    os.write(1, (line + "\n").encode())
+
+
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     while data := await reader.read(4096):
         writer.write(data + f" from {os.getpid()}".encode())
@@ -21,16 +26,16 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
 async def main(worker: Worker) -> None:
     server = await asyncio.start_server(handle, sock=worker.sockets[0])
     port = worker.sockets[0].getsockname()[1]
-    print(f"serving {worker.index} {os.getpid()} {port}", flush=True)
+    say(f"serving {worker.index} {os.getpid()} {port}")
     try:
         await server.serve_forever()
     finally:
         # Proves the main task was cancelled and could clean up.
-        print(f"stopped {worker.index}", flush=True)
+        say(f"stopped {worker.index}")
 
 
 if __name__ == "__main__":
     reuse = sys.argv[1] == "reuse" if len(sys.argv) > 1 else False
     results = run_workers(main, workers=2, listen=[("127.0.0.1", 0)], reuse_port=reuse,
                           graceful_timeout=5.0)
-    print(f"returned {results}", flush=True)
+    say(f"returned {results}")
