@@ -54,9 +54,18 @@ def no_children_left() -> Iterator[None]:
 @pytest.fixture(params=_loop_factories())
 def run(request: pytest.FixtureRequest) -> Any:
     """run(coro, timeout=20): run on a fresh loop of the parametrized kind, bounded in time."""
+    return _runner(request.param)
 
+
+@pytest.fixture
+def run_tl() -> Any:
+    """Like ``run`` on tideloop's loop only (for the slower tests, to keep the suite fast)."""
+    return _runner(_loop_factories()[-1])
+
+
+def _runner(kind: str) -> Any:
     def new_loop() -> asyncio.AbstractEventLoop:
-        if request.param == "tideloop":
+        if kind == "tideloop":
             import tideloop
 
             return tideloop.new_event_loop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -35,14 +36,29 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _readline(proc: subprocess.Popen[str], deadline: float) -> str:
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line or time.monotonic() > deadline:
-        proc.kill()
-        err = proc.stderr.read() if proc.stderr else ""
-        raise AssertionError(f"server script ended early: {err}")
-    return line.strip()
+class _Lines:
+    """Lines from a child's stdout with a deadline (a plain readline could block forever)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], timeout: float) -> None:
+        assert proc.stdout is not None
+        self.proc = proc
+        self.fd = proc.stdout.fileno()
+        self.buf = b""
+        self.deadline = time.monotonic() + timeout
+
+    def next(self) -> str:
+        while b"\n" not in self.buf:
+            left = self.deadline - time.monotonic()
+            ready = select.select([self.fd], [], [], max(left, 0))[0] if left > 0 else []
+            chunk = os.read(self.fd, 4096) if ready else b""
+            if not chunk:
+                self.proc.kill()
+                self.proc.wait()
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                raise AssertionError(f"no line from the child ({self.buf!r}); stderr:\n{err}")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.decode().strip()
 
 
 def _echo(port: int, payload: bytes) -> bytes:
@@ -55,12 +71,12 @@ def _echo(port: int, payload: bytes) -> bytes:
 def test_serves_on_every_worker_and_stops_on_sigterm(mode: str) -> None:
     proc = subprocess.Popen(
         [sys.executable, str(HERE / "mc_serve.py"), mode],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(),
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 20
-        serving = [_readline(proc, deadline).split() for _ in range(2)]
+        lines = _Lines(proc, 20)
+        serving = [lines.next().split() for _ in range(2)]
         assert sorted(int(s[1]) for s in serving) == [0, 1]
         pids = {int(s[2]) for s in serving}
         ports = {int(s[3]) for s in serving}
@@ -73,7 +89,7 @@ def test_serves_on_every_worker_and_stops_on_sigterm(mode: str) -> None:
             answered_by.add(int(reply.rsplit(b" ", 1)[1]))
         assert answered_by <= pids
         proc.send_signal(signal.SIGTERM)
-        rest = [_readline(proc, deadline) for _ in range(3)]
+        rest = [lines.next() for _ in range(3)]
         assert sorted(rest[:2]) == ["stopped 0", "stopped 1"]
         assert rest[2] == "returned [None, None]"
         assert proc.wait(10) == 0
@@ -90,12 +106,13 @@ def test_serves_on_every_worker_and_stops_on_sigterm(mode: str) -> None:
 def test_ctrl_c_stops_pool_workers(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, str(HERE / "mc_pool_interrupt.py"), str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(),
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 20
-        pids = [int(p) for p in _readline(proc, deadline).split()[1:]]
+        lines = _Lines(proc, 20)
+        deadline = lines.deadline
+        pids = [int(p) for p in lines.next().split()[1:]]
         while not all((tmp_path / f"started-{i}").exists() for i in range(4)):
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.01)
@@ -132,20 +149,20 @@ async def report_socket(worker: Worker) -> tuple[int, int]:
     return worker.index, worker.sockets[0].getsockname()[1]
 
 
-def test_crashed_workers_are_restarted(run: Any) -> None:
-    results = run(supervise_workers(crash_first_time, workers=2, handle_signals=False))
+def test_crashed_workers_are_restarted(run_tl: Any) -> None:
+    results = run_tl(supervise_workers(crash_first_time, workers=2, handle_signals=False))
     assert results == [1, 11]
-    results = run(supervise_workers(fail_once_with_error, workers=1, handle_signals=False))
+    results = run_tl(supervise_workers(fail_once_with_error, workers=1, handle_signals=False))
     assert results == [1]
 
 
-def test_no_restart_reraises_the_error(run: Any) -> None:
+def test_no_restart_reraises_the_error(run_tl: Any) -> None:
     with pytest.raises(f.CustomError, match="no luck"):
-        run(supervise_workers(always_fail, workers=2, restart=False, handle_signals=False))
+        run_tl(supervise_workers(always_fail, workers=2, restart=False, handle_signals=False))
 
 
-def test_reuse_port_gives_each_worker_its_socket_on_one_port(run: Any) -> None:
-    results = run(
+def test_reuse_port_gives_each_worker_its_socket_on_one_port(run_tl: Any) -> None:
+    results = run_tl(
         supervise_workers(
             report_socket, workers=2, listen=[("127.0.0.1", 0)], reuse_port=True,
             handle_signals=False,

@@ -20,8 +20,9 @@ ErrorBlob = tuple[bytes | None, str, str, str]
 
 def _new_loop() -> asyncio.AbstractEventLoop:
     """The one place the multicore runtime makes an event loop for a worker or a supervisor."""
-    # Until the core lands on main this is stock asyncio; switched to tideloop on merge.
-    return asyncio.new_event_loop()
+    import tideloop
+
+    return tideloop.new_event_loop()
 
 
 class WorkerLost(Exception):

@@ -124,8 +124,10 @@ class _Supervisor:
         restart: bool,
         graceful_timeout: float,
         max_backoff: float,
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
+        self.loop_factory = loop_factory
         self.count = len(per_slot)
         self.main = main
         try:
@@ -151,7 +153,9 @@ class _Supervisor:
         worker = Worker(slot.index, self.count, slot.restarts)
         # The worker unpickles this after re-importing __main__, where `main` may live.
         blob = pickle.dumps(
-            {"main": self.main, "worker": worker, "socket_fds": fds}, PICKLE_PROTOCOL
+            {"main": self.main, "worker": worker, "socket_fds": fds,
+             "loop_factory": self.loop_factory},
+            PICKLE_PROTOCOL,
         )
         handle = ProcessHandle(pass_fds=sorted(set(fds)))
         slot.handle = handle
@@ -277,6 +281,7 @@ async def supervise_workers(
     graceful_timeout: float = 10.0,
     max_backoff: float = 5.0,
     handle_signals: bool = True,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
 ) -> list[Any]:
     """The async core of ``run_workers``, for callers that already run a loop."""
     count = workers if workers is not None else (os.cpu_count() or 1)
@@ -286,7 +291,12 @@ async def supervise_workers(
     owned = {s for slot in per_slot for s in slot} - {
         s for s in listen if isinstance(s, socket.socket)
     }
-    sup = _Supervisor(main, per_slot, restart, graceful_timeout, max_backoff)
+    try:
+        sup = _Supervisor(main, per_slot, restart, graceful_timeout, max_backoff, loop_factory)
+    except BaseException:
+        for s in owned:
+            s.close()
+        raise
     loop = asyncio.get_running_loop()
     signals: list[signal.Signals] = []
     if handle_signals and threading.current_thread() is threading.main_thread():
@@ -315,6 +325,7 @@ def run_workers(
     restart: bool = True,
     graceful_timeout: float = 10.0,
     max_backoff: float = 5.0,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
 ) -> list[Any]:
     """Run ``await main(worker)`` in ``workers`` processes (default: CPU count), each on its own
     event loop, and return their results in slot order once every one has returned.
@@ -324,7 +335,8 @@ def run_workers(
     shared socket). A worker that crashes or raises is restarted with exponential back-off (up to
     ``max_backoff`` seconds) unless ``restart=False``. SIGINT/SIGTERM cancel every worker's main
     task and wait up to ``graceful_timeout`` seconds before killing; then this returns (results of
-    stopped workers are None).
+    stopped workers are None). ``loop_factory`` (picklable, e.g. ``asyncio.new_event_loop``)
+    replaces tideloop's loop in the workers; the supervisor itself always runs on tideloop.
     """
     loop = _new_loop()
     try:
@@ -338,6 +350,7 @@ def run_workers(
                 restart=restart,
                 graceful_timeout=graceful_timeout,
                 max_backoff=max_backoff,
+                loop_factory=loop_factory,
             )
         )
     finally:

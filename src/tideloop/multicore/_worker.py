@@ -269,7 +269,13 @@ async def _await(aw: Any) -> Any:
 
 
 def _serve(
-    rfd: int, wfd: int, *, main: Callable[..., Any], worker: Any, socket_fds: list[int]
+    rfd: int,
+    wfd: int,
+    *,
+    main: Callable[..., Any],
+    worker: Any,
+    socket_fds: list[int],
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None,
 ) -> None:
     import socket
 
@@ -277,7 +283,7 @@ def _serve(
     for fd in socket_fds:
         os.set_inheritable(fd, False)
         worker.sockets.append(socket.socket(fileno=fd))
-    loop = _new_loop()
+    loop = loop_factory() if loop_factory is not None else _new_loop()
     asyncio.set_event_loop(loop)
     stop_requested = False
 
