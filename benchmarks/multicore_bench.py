@@ -37,21 +37,34 @@ def noop_sync(x: int) -> int:
     return x
 
 
-def burn(ms: float) -> int:
-    end = time.perf_counter() + ms / 1000
-    n = 0
-    while time.perf_counter() < end:
-        n += 1
-    return n
+def spin(n: int) -> int:
+    """A fixed amount of CPU work (not wall time: a descheduled spinner must not finish early)."""
+    acc = 0
+    for i in range(n):
+        acc ^= i
+    return acc
 
 
-async def io_then_cpu(x: int) -> int:
+def calibrate(ms: float) -> int:
+    """Iterations of `spin` that take `ms` milliseconds of CPU here (best of several)."""
+    n = 100_000
+    best = min(_cpu_of(spin, n) for _ in range(5))
+    return max(1, int(n * (ms / 1000) / best))
+
+
+def _cpu_of(fn: Callable[[int], Any], n: int) -> float:
+    t = time.process_time()
+    fn(n)
+    return time.process_time() - t
+
+
+async def io_then_cpu(n: int) -> int:
     await asyncio.sleep(0.010)
-    return burn(1.0)
+    return spin(n)
 
 
-def cpu_item(x: int) -> int:
-    return burn(5.0)
+def cpu_item(n: int) -> int:
+    return spin(n)
 
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -224,22 +237,23 @@ def bench_roundtrip(processes: int) -> list[tuple[str, float | None]]:
 
 # -- scaling ---------------------------------------------------------------------------------
 async def scaling_run(processes: int, fn: Callable[[int], Any], items: int,
-                      concurrency: int) -> float:
+                      concurrency: int, n: int) -> float:
     async with Pool(processes, concurrency=concurrency) as pool:
         await pool.map(noop, range(processes * 4))
         t = time.perf_counter()
-        await pool.map(fn, range(items))
+        await pool.map(fn, [n] * items)
         return time.perf_counter() - t
 
 
 def bench_scaling(processes: int) -> list[tuple[str, float, float, float]]:
     rows = []
-    for name, fn, items, conc in (
-        ("IO+CPU: await 10 ms, then 1 ms CPU (x1000)", io_then_cpu, 1000, 64),
-        ("CPU: 5 ms per item (x400)", cpu_item, 400, 1),
+    one_ms = calibrate(1.0)
+    for name, fn, items, conc, n in (
+        ("IO+CPU: await 10 ms, then 1 ms CPU (x1000)", io_then_cpu, 1000, 64, one_ms),
+        ("CPU: 5 ms per item (x400)", cpu_item, 400, 1, 5 * one_ms),
     ):
-        t1 = run_on_tideloop(scaling_run(1, fn, items, conc))
-        tn = run_on_tideloop(scaling_run(processes, fn, items, conc))
+        t1 = run_on_tideloop(scaling_run(1, fn, items, conc, n))
+        tn = run_on_tideloop(scaling_run(processes, fn, items, conc, n))
         rows.append((name, t1, tn, t1 / tn))
     return rows
 
@@ -342,7 +356,8 @@ def main() -> None:
             print(f"| {name} | " + ("n/a |" if t is None else f"{t * 1e3:.3f} |"))
     if a.what in ("scaling", "all"):
         print(f"\n## scaling, 1 vs {a.processes} processes\n")
-        print(f"| workload | 1 process s | {a.processes} processes s | speed-up |\n|---|---|---|---|")
+        print(f"| workload | 1 process s | {a.processes} processes s | speed-up |")
+        print("|---|---|---|---|")
         for name, t1, tn, sp in bench_scaling(a.processes):
             print(f"| {name} | {t1:.3f} | {tn:.3f} | {sp:.2f}x |")
     if a.what in ("http", "all"):

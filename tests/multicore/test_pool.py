@@ -218,6 +218,31 @@ def test_terminate_fails_running_calls(run: Any, tmp_path: Path) -> None:
     run(main())
 
 
+def test_large_payloads_cross_many_pipe_reads(run: Any) -> None:
+    async def main() -> None:
+        async with Pool(2) as pool:
+            blobs = [bytes([i]) * (1 << 20) for i in range(4)]
+            assert await pool.map(f.echo, blobs) == blobs
+
+    run(main())
+
+
+def test_apply_with_unpicklable_argument_fails_even_when_workers_are_busy(
+    run: Any, tmp_path: Path
+) -> None:
+    async def main() -> None:
+        async with Pool(1, concurrency=1) as pool:
+            busy = asyncio.ensure_future(pool.apply(f.report_and_hang, str(tmp_path / "p")))
+            await wait_for_files([tmp_path / "p"])
+            with pytest.raises(pickle.PicklingError, match="apply"):
+                await asyncio.wait_for(pool.apply(f.add, lambda: 1, 2), 5)
+            busy.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await busy
+
+    run(main())
+
+
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError):
         Pool(0)

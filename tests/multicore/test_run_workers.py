@@ -120,6 +120,8 @@ def test_ctrl_c_stops_pool_workers(tmp_path: Path) -> None:
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(15) == 130
         assert not any(_alive(p) for p in pids)
+        # The workers cancelled their items (their `finally` ran) before they exited.
+        assert all((tmp_path / f"cancelled-{i}").exists() for i in range(4))
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

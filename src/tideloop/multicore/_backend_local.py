@@ -265,6 +265,13 @@ class LocalBackend:
         for w in list(self.workers):
             w.handle.kill()
 
+    def reap_now(self) -> None:
+        self.stopping = True
+        for w in list(self.workers):
+            w.handle.reap_blocking()
+            w.chan.close()
+            self.workers.remove(w)
+
     async def shutdown(self, timeout: float) -> None:
         self.stopping = True
         for w in list(self.workers):

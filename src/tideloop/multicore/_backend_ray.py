@@ -342,6 +342,12 @@ class RayBackend:
                 actor.dead = True
                 self.ray.kill(actor.handle)
 
+    def reap_now(self) -> None:
+        self.terminate()
+        self.actors.clear()
+        if self._owns_ray:
+            self.ray.shutdown()
+
     async def shutdown(self, timeout: float) -> None:
         self.terminate()
         if self._tasks:

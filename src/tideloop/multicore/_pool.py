@@ -41,7 +41,15 @@ class Backend(Protocol):
     def kick(self) -> None: ...
     def cancel_items(self, items: list[_Item]) -> None: ...
     def terminate(self) -> None: ...
+    def reap_now(self) -> None: ...
     async def shutdown(self, timeout: float) -> None: ...
+
+
+class _Prepickled:
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
 
 
 class _Item:
@@ -118,7 +126,7 @@ class _Job:
             return None
         index = self.taken
         try:
-            args_bytes = pickle.dumps(x, PICKLE_PROTOCOL)
+            args_bytes = x.data if type(x) is _Prepickled else pickle.dumps(x, PICKLE_PROTOCOL)
         except Exception as exc:
             err = pickle.PicklingError(
                 f"{self.name}: argument of item {index} ({type(x).__name__}) cannot be pickled "
@@ -404,8 +412,17 @@ class Pool:
         if exc_type is None:
             self.close()
         else:
+            # Ctrl-C / an error: cancel the calls, but let the workers cancel their items (so
+            # their `finally` blocks run) within shutdown_timeout before anything is killed.
+            self._closed = True
+            self._cancel_jobs(f"the Pool's block was left by {exc_type.__name__}")
+        try:
+            await self.join()
+        except BaseException:
+            # Interrupted while waiting (a second Ctrl-C): kill and reap right now.
             self.terminate()
-        await self.join()
+            self._backend.reap_now()
+            raise
 
     def close(self) -> None:
         """Refuse new calls; workers stop once the calls already made have finished (``join``)."""
@@ -414,12 +431,16 @@ class Pool:
     def terminate(self) -> None:
         """Stop now: cancel every running call and kill the workers (``join`` reaps them)."""
         self._closed = True
-        for job in list(self._jobs):
-            job.error = RuntimeError("the Pool was terminated")
-            job.cancel()
-            job._wake()
+        self._cancel_jobs("the Pool was terminated")
         if self._started:
             self._backend.terminate()
+
+    def _cancel_jobs(self, why: str) -> None:
+        for job in list(self._jobs):
+            if not job.finished:
+                job.error = RuntimeError(why)
+                job.cancel()
+                job._wake()
 
     async def join(self) -> None:
         """Wait for running calls (after ``close``) and then for every worker to exit."""
@@ -505,7 +526,15 @@ class Pool:
 
     async def apply(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``await fn(*args, **kwargs)`` in a worker."""
-        job = self._submit(fn, [(args, kwargs)], STAR_KW, _MAP, "apply")
+        try:
+            # Pickled here, so an unpicklable argument fails now even when every worker is busy.
+            pre = _Prepickled(pickle.dumps((args, kwargs), PICKLE_PROTOCOL))
+        except Exception as exc:
+            raise pickle.PicklingError(
+                f"apply({_fn_name(fn)}): an argument cannot be pickled to send it to a "
+                f"worker: {exc}"
+            ) from exc
+        job = self._submit(fn, [pre], STAR_KW, _MAP, "apply")
         try:
             return (await job.result())[0]
         finally:
