@@ -1,4 +1,8 @@
-"""Pool behaviour: ordering, errors, lost workers, pickling failures, cancellation, lifecycle."""
+"""Pool behaviour: ordering, errors, lost workers, pickling failures, cancellation, lifecycle.
+
+Tests taking `run` run with the parent on asyncio's loop and on tideloop's (parity); the rest
+(`run_tl`) only on tideloop's, to keep the suite fast. Workers always run tideloop.
+"""
 
 from __future__ import annotations
 
@@ -47,14 +51,14 @@ def test_imap_ordered_and_unordered(run: Any) -> None:
     run(main())
 
 
-def test_work_runs_in_worker_processes(run: Any) -> None:
+def test_work_runs_in_worker_processes(run_tl: Any) -> None:
     async def main() -> None:
         async with Pool(2, concurrency=1) as pool:
             pids = set(await pool.map(f.getpid, range(20)))
             assert os.getpid() not in pids
             assert 1 <= len(pids) <= 2
 
-    run(main())
+    run_tl(main())
 
 
 def test_exception_keeps_type_and_remote_traceback(run: Any) -> None:
@@ -100,7 +104,7 @@ def test_sigkilled_worker_fails_its_items_and_is_replaced(run: Any, tmp_path: Pa
     run(main())
 
 
-def test_worker_exit_in_map_names_the_item(run: Any) -> None:
+def test_worker_exit_in_map_names_the_item(run_tl: Any) -> None:
     async def main() -> None:
         async with Pool(2) as pool:
             with pytest.raises(WorkerLost, match="exited with code 7") as info:
@@ -110,10 +114,10 @@ def test_worker_exit_in_map_names_the_item(run: Any) -> None:
                 await pool.apply(f.kill_self)
             assert await pool.map(f.square, range(8)) == [x * x for x in range(8)]
 
-    run(main())
+    run_tl(main())
 
 
-def test_unpicklable_argument_function_and_result(run: Any) -> None:
+def test_unpicklable_argument_function_and_result(run_tl: Any) -> None:
     async def main() -> None:
         async with Pool(1) as pool:
             with pytest.raises(pickle.PicklingError, match="argument of item 1"):
@@ -126,7 +130,7 @@ def test_unpicklable_argument_function_and_result(run: Any) -> None:
                 await pool.apply(f.bad_result)
             assert await pool.apply(f.add, 2, 3) == 5
 
-    run(main())
+    run_tl(main())
 
 
 def test_cancelling_the_caller_cancels_items_in_workers(run: Any, tmp_path: Path) -> None:
@@ -145,7 +149,7 @@ def test_cancelling_the_caller_cancels_items_in_workers(run: Any, tmp_path: Path
     run(main())
 
 
-def test_breaking_out_of_imap_over_an_endless_iterable(run: Any) -> None:
+def test_breaking_out_of_imap_over_an_endless_iterable(run_tl: Any) -> None:
     pulled = itertools.count()
 
     def source() -> Any:
@@ -167,20 +171,20 @@ def test_breaking_out_of_imap_over_an_endless_iterable(run: Any) -> None:
             assert next(pulled) < 100 + 1000
             assert await pool.apply(f.square, 3) == 9
 
-    run(main())
+    run_tl(main())
 
 
-def test_max_tasks_per_worker_recycles_processes(run: Any) -> None:
+def test_max_tasks_per_worker_recycles_processes(run_tl: Any) -> None:
     async def main() -> None:
         async with Pool(1, concurrency=1, max_tasks_per_worker=2) as pool:
             pids = await pool.map(f.getpid, range(6))
             assert len(set(pids)) == 3
             assert all(pids.count(p) == 2 for p in set(pids))
 
-    run(main())
+    run_tl(main())
 
 
-def test_initializer_sync_async_and_failing(run: Any) -> None:
+def test_initializer_sync_async_and_failing(run_tl: Any) -> None:
     async def main() -> None:
         async with Pool(2, initializer=f.init_state, initargs=(42,)) as pool:
             assert await pool.map(f.get_state, range(4)) == [42] * 4
@@ -190,10 +194,10 @@ def test_initializer_sync_async_and_failing(run: Any) -> None:
             async with Pool(2, initializer=f.bad_init):
                 pass
 
-    run(main())
+    run_tl(main())
 
 
-def test_close_join_and_calls_after_close(run: Any) -> None:
+def test_close_join_and_calls_after_close(run_tl: Any) -> None:
     async def main() -> None:
         pool = Pool(2)
         assert await pool.map(f.square, range(5)) == [0, 1, 4, 9, 16]
@@ -202,10 +206,10 @@ def test_close_join_and_calls_after_close(run: Any) -> None:
             await pool.apply(f.square, 1)
         await pool.join()
 
-    run(main())
+    run_tl(main())
 
 
-def test_terminate_fails_running_calls(run: Any, tmp_path: Path) -> None:
+def test_terminate_fails_running_calls(run_tl: Any, tmp_path: Path) -> None:
     async def main() -> None:
         pool = Pool(1)
         task = asyncio.ensure_future(pool.apply(f.report_and_hang, str(tmp_path / "p")))
@@ -215,20 +219,20 @@ def test_terminate_fails_running_calls(run: Any, tmp_path: Path) -> None:
             await task
         await pool.join()
 
-    run(main())
+    run_tl(main())
 
 
-def test_large_payloads_cross_many_pipe_reads(run: Any) -> None:
+def test_large_payloads_cross_many_pipe_reads(run_tl: Any) -> None:
     async def main() -> None:
         async with Pool(2) as pool:
             blobs = [bytes([i]) * (1 << 20) for i in range(4)]
             assert await pool.map(f.echo, blobs) == blobs
 
-    run(main())
+    run_tl(main())
 
 
 def test_apply_with_unpicklable_argument_fails_even_when_workers_are_busy(
-    run: Any, tmp_path: Path
+    run_tl: Any, tmp_path: Path
 ) -> None:
     async def main() -> None:
         async with Pool(1, concurrency=1) as pool:
@@ -240,7 +244,7 @@ def test_apply_with_unpicklable_argument_fails_even_when_workers_are_busy(
             with pytest.raises(asyncio.CancelledError):
                 await busy
 
-    run(main())
+    run_tl(main())
 
 
 def test_bad_arguments() -> None:
