@@ -37,6 +37,7 @@ from ._wire import (
 )
 
 _FN_CACHE_MAX = 256
+_EAGER = sys.version_info >= (3, 12)
 
 
 def main(rfd: int, wfd: int) -> None:
@@ -200,17 +201,33 @@ class _PoolWorker:
         except Exception as exc:
             self.reply((ERR, iid, pack_error(exc)))
             return
-        if inspect.isawaitable(r):
+        if asyncio.iscoroutine(r):
+            if _EAGER:
+                # Run the first step now: an item that never suspends costs no loop round trip.
+                task = asyncio.Task(r, loop=self.loop, eager_start=True)  # type: ignore[call-arg]
+                if task.done():
+                    self.report(iid, task)
+                    return
+            else:
+                task = self.loop.create_task(r)
+        elif inspect.isawaitable(r):
             task = self.loop.create_task(_await(r))
-            self.tasks[iid] = task
-            self.running += 1
-            task.add_done_callback(partial(self.task_done, iid))
         else:
             self.reply_result(iid, r)
+            return
+        self.tasks[iid] = task
+        self.running += 1
+        task.add_done_callback(partial(self.task_done, iid))
 
     def task_done(self, iid: int, task: asyncio.Task[Any]) -> None:
         del self.tasks[iid]
         self.running -= 1
+        self.report(iid, task)
+        while self.pending and self.running < self.concurrency and not self.stopping:
+            self.start(self.pending.popleft())
+        self.maybe_done()
+
+    def report(self, iid: int, task: asyncio.Task[Any]) -> None:
         if task.cancelled():
             if iid in self.cancel_requested:
                 self.cancel_requested.discard(iid)
@@ -225,9 +242,6 @@ class _PoolWorker:
                 self.reply((ERR, iid, pack_error(exc)))
             else:
                 self.reply_result(iid, task.result())
-        while self.pending and self.running < self.concurrency and not self.stopping:
-            self.start(self.pending.popleft())
-        self.maybe_done()
 
     def reply_result(self, iid: int, value: Any) -> None:
         try:
