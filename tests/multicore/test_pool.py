@@ -170,6 +170,8 @@ def test_breaking_out_of_imap_over_an_endless_iterable(run_tl: Any) -> None:
             # Bounded read-ahead: the endless source was not drained.
             assert next(pulled) < 100 + 1000
             assert await pool.apply(f.square, 3) == 9
+            assert [r async for r in pool.imap_unordered(f.square, range(3))] != []
+            assert not pool._jobs  # finished calls are not kept
 
     run_tl(main())
 

@@ -197,8 +197,7 @@ class _Job:
     def _check_complete(self) -> None:
         if self.exhausted and self.completed == self.taken and not self.finished:
             if self.mode == _MAP:
-                self.finished = True
-                self._close_progress()
+                self._finish()
             self._wake()
 
     def _fail_job(self, exc: BaseException) -> None:
@@ -231,17 +230,18 @@ class _Job:
         """Nothing in flight and nothing more to send (what ``Pool.join`` waits for)."""
         return self.finished or (self.exhausted and not self.inflight)
 
-    def _close_progress(self) -> None:
+    def _finish(self) -> None:
+        self.finished = True
         if self.progress is not None:
             self.progress.close()
             self.progress = None
+        self.pool._jobs.discard(self)
 
     def cancel(self) -> None:
         """Stop this job: take nothing more, cancel what workers hold, drop buffered results."""
         if self.finished:
             return
-        self.finished = True
-        self._close_progress()
+        self._finish()
         items = list(self.inflight.values())
         self.inflight.clear()
         self.ordered.clear()
@@ -291,8 +291,7 @@ class _Job:
                 if self.error is not None:
                     raise self.error
                 if self.finished or (self.exhausted and self.consumed >= self.taken):
-                    self.finished = True
-                    self._close_progress()
+                    self._finish()
                     raise StopAsyncIteration
                 await self._wait()
         except (asyncio.CancelledError, GeneratorExit):
