@@ -258,3 +258,32 @@ def test_bad_arguments() -> None:
         Pool(1, backend="nope")
     with pytest.raises(pickle.PicklingError, match="initializer"):
         Pool(1, initializer=lambda: None)
+
+
+def test_concurrent_calls_share_the_workers(run_tl: Any) -> None:
+    async def main() -> None:
+        async with Pool(2, concurrency=4) as pool:
+            a, b, c = await asyncio.gather(
+                pool.map(f.sleepy_square, range(30)),
+                pool.starmap(f.add, [(i, i) for i in range(30)]),
+                pool.apply(f.add, 5, 6),
+            )
+            assert a == [x * x for x in range(30)]
+            assert b == [2 * i for i in range(30)]
+            assert c == 11
+
+    run_tl(main())
+
+
+def test_worker_lost_inside_imap_unordered(run_tl: Any) -> None:
+    async def main() -> None:
+        async with Pool(2) as pool:
+            got = []
+            with pytest.raises(WorkerLost) as info:
+                async for r in pool.imap_unordered(f.exit_on_five, range(10)):
+                    got.append(r)
+            assert info.value.item == 5
+            assert 5 not in got
+            assert await pool.map(f.square, range(3)) == [0, 1, 4]
+
+    run_tl(main())
