@@ -8,6 +8,7 @@ outer test re-runs this file under `unshare -n` and the real tests run in there.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -128,3 +129,23 @@ def test_ray_lost_actor_and_initializer(ray_node: None, run: Any) -> None:
             assert await pool.map(f.get_state, range(3)) == [7, 7, 7]
 
     run(main(), timeout=60)
+
+
+@real
+def test_ray_cancellation_reaches_the_actor(ray_node: None, run_tl: Any, tmp_path: Path) -> None:
+    async def main() -> None:
+        async with Pool(1, backend="ray", concurrency=2) as pool:
+            task = asyncio.ensure_future(
+                pool.starmap(f.hang_with_marker, [(str(tmp_path), i) for i in range(2)])
+            )
+            async with asyncio.timeout(30):
+                while not all((tmp_path / f"started-{i}").exists() for i in range(2)):
+                    await asyncio.sleep(0.02)
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+                while not all((tmp_path / f"cancelled-{i}").exists() for i in range(2)):
+                    await asyncio.sleep(0.02)
+            assert await pool.apply(f.add, 1, 1) == 2
+
+    run_tl(main(), timeout=60)
