@@ -132,3 +132,17 @@ async def exit_on_five(x: int) -> int:
         await asyncio.sleep(0.05)
         os._exit(9)
     return x
+
+
+def wait_for_go(arg: tuple[str, int]) -> int:
+    """Item 0 returns at once; the others block (in plain, synchronous code) until `go` exists."""
+    dirpath, i = arg
+    if i == 0:
+        return 0
+    go = Path(dirpath) / "go"
+    deadline = time.monotonic() + 20
+    while not go.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError("no go")
+        time.sleep(0.005)
+    return i

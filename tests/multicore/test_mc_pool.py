@@ -287,3 +287,19 @@ def test_worker_lost_inside_imap_unordered(run_tl: Any) -> None:
             assert await pool.map(f.square, range(3)) == [0, 1, 4]
 
     run_tl(main())
+
+
+def test_results_of_plain_functions_stream_while_later_items_block(
+    run_tl: Any, tmp_path: Path
+) -> None:
+    # All 8 items reach the single worker in one batch; item 0's result must come back while
+    # items 1..7 (plain functions, run inline) are still blocked waiting for `go`.
+    async def main() -> None:
+        async with Pool(1, concurrency=4) as pool:
+            it = pool.imap(f.wait_for_go, [(str(tmp_path), i) for i in range(8)])
+            first = await asyncio.wait_for(it.__anext__(), 10)
+            assert first == 0
+            (tmp_path / "go").write_text("1")
+            assert [r async for r in it] == list(range(1, 8))
+
+    run_tl(main())

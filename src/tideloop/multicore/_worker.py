@@ -13,6 +13,7 @@ import os
 import pickle
 import signal
 import sys
+import time
 from collections import deque
 from collections.abc import Callable
 from functools import partial
@@ -94,9 +95,10 @@ class _PoolWorker:
         self.tasks: dict[int, asyncio.Task[Any]] = {}
         self.cancel_requested: set[int] = set()
         self.pending: deque[tuple[Any, ...]] = deque()
-        self.fn_cache: dict[bytes, Callable[..., Any]] = {}
+        self.fn_cache: dict[bytes, tuple[Callable[..., Any], bool]] = {}
         self.out: list[tuple[Any, ...]] = []
         self.flush_scheduled = False
+        self.pump_scheduled = False
         self.stopping = False
 
     def run(self) -> None:
@@ -129,14 +131,29 @@ class _PoolWorker:
         for m in messages:
             kind = m[0]
             if kind == CALL:
-                if self.running < self.concurrency:
-                    self.start(m)
-                else:
-                    self.pending.append(m)
+                self.pending.append(m)
             elif kind == CANCEL:
                 self.cancel(m[1])
             elif kind == STOP:
                 self.stop()
+        self.pump()
+
+    def pump(self) -> None:
+        """Start queued items while there is room.
+
+        Plain functions run inline; once they have held the loop for 2 ms we yield to it, so
+        their results leave (streaming) and CANCELs get read between them.
+        """
+        self.pump_scheduled = False
+        pending = self.pending
+        t0 = time.monotonic()
+        while pending and self.running < self.concurrency and not self.stopping:
+            self.start(pending.popleft())
+            if pending and time.monotonic() - t0 > 0.002:
+                if not self.pump_scheduled:
+                    self.pump_scheduled = True
+                    self.loop.call_soon(self.pump)
+                return
 
     def on_eof(self, exc: BaseException | None) -> None:
         # The parent is gone (or closed our pipe): nobody wants the results any more.
@@ -179,18 +196,22 @@ class _PoolWorker:
     def start(self, m: tuple[Any, ...]) -> None:
         _, iid, fn_bytes, args_bytes, star = m
         try:
-            fn = self.fn_cache.get(fn_bytes)
-            if fn is None:
+            entry = self.fn_cache.get(fn_bytes)
+            if entry is None:
                 fn = pickle.loads(fn_bytes)
                 if len(self.fn_cache) >= _FN_CACHE_MAX:
                     self.fn_cache.clear()
-                self.fn_cache[fn_bytes] = fn
+                entry = self.fn_cache[fn_bytes] = (fn, inspect.iscoroutinefunction(fn))
+            fn, is_async = entry
             args = pickle.loads(args_bytes)
         except Exception as exc:
             err = pickle.UnpicklingError(f"the worker could not unpickle the call: {exc!r}")
             err.__cause__ = exc
             self.reply((ERR, iid, pack_error(err)))
             return
+        if not is_async and self.out:
+            # A plain function runs inline and may run long: what is done must leave first.
+            self.flush()
         try:
             if star == STAR_ONE:
                 r = fn(args)
@@ -223,8 +244,8 @@ class _PoolWorker:
         del self.tasks[iid]
         self.running -= 1
         self.report(iid, task)
-        while self.pending and self.running < self.concurrency and not self.stopping:
-            self.start(self.pending.popleft())
+        if self.pending and not self.pump_scheduled:
+            self.pump()
         self.maybe_done()
 
     def report(self, iid: int, task: asyncio.Task[Any]) -> None:
