@@ -303,3 +303,21 @@ def test_results_of_plain_functions_stream_while_later_items_block(
             assert [r async for r in it] == list(range(1, 8))
 
     run_tl(main())
+
+
+def test_an_exception_from_the_input_iterable_reaches_the_caller(run_tl: Any) -> None:
+    def source() -> Any:
+        yield from range(3)
+        raise f.CustomError("source broke")
+
+    async def main() -> None:
+        async with Pool(2) as pool:
+            with pytest.raises(f.CustomError, match="source broke"):
+                await pool.map(f.square, source())
+            got = []
+            with pytest.raises(f.CustomError, match="source broke"):
+                async for r in pool.imap(f.square, source()):
+                    got.append(r)
+            assert got == [0, 1, 4]  # everything before the failure, in order
+
+    run_tl(main())
