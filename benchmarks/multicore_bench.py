@@ -110,14 +110,16 @@ def run_on_tideloop(coro: Awaitable[Any]) -> Any:
 
 
 # -- dispatch overhead -----------------------------------------------------------------------
-async def tideloop_dispatch(processes: int) -> tuple[float, float]:
+async def tideloop_dispatch(
+    processes: int, fn: Callable[[int], Any] = noop
+) -> tuple[float, float]:
     async with Pool(processes, concurrency=64) as pool:
-        await pool.map(noop, range(1000))  # warm up (imports, caches)
+        await pool.map(fn, range(1000))  # warm up (imports, caches)
 
         runs = []
         for _ in range(5):
             with Timer() as tm:
-                r = await pool.map(noop, range(N_ITEMS))
+                r = await pool.map(fn, range(N_ITEMS))
             assert r[-1] == N_ITEMS - 1
             runs.append((tm.wall, tm.cpu))
         return _med(runs)
@@ -165,6 +167,8 @@ def bench_dispatch(processes: int) -> list[tuple[str, tuple[float, float] | None
                  run_on_tideloop(tideloop_dispatch(processes))))
     rows.append((f"tideloop Pool({processes}).map, parent on asyncio",
                  asyncio.run(tideloop_dispatch(processes))))
+    rows.append((f"tideloop Pool({processes}).map, plain function, parent on tideloop",
+                 run_on_tideloop(tideloop_dispatch(processes, noop_sync))))
     rows.append((f"aiomultiprocess Pool({processes}).map", asyncio.run(aiomp_dispatch(processes))))
     rows.append((f"ProcessPoolExecutor({processes}).map chunksize=1",
                  ppe_dispatch(processes, 1)))

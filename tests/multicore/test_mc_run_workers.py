@@ -172,3 +172,22 @@ def test_reuse_port_gives_each_worker_its_socket_on_one_port(run_tl: Any) -> Non
     )
     assert [r[0] for r in results] == [0, 1]
     assert results[0][1] == results[1][1] != 0
+
+
+class _Unloadable:
+    """Pickles fine in the parent, cannot be unpickled in a worker."""
+
+    def __reduce__(self) -> Any:
+        return (f._explode, ())
+
+
+async def needs_unloadable(worker: Worker, _: Any) -> None:
+    return None
+
+
+def test_a_main_that_cannot_load_is_fatal_not_restarted(run_tl: Any) -> None:
+    import functools
+
+    main = functools.partial(needs_unloadable, _=_Unloadable())
+    with pytest.raises(RuntimeError, match="cannot load this in the parent"):
+        run_tl(supervise_workers(main, workers=2, handle_signals=False))

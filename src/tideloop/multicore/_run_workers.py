@@ -22,7 +22,7 @@ from typing import Any
 
 from ._common import PICKLE_PROTOCOL, _new_loop, describe_exit, unpack_error
 from ._spawn import ProcessHandle, preparation_data
-from ._wire import DONE, READY, STOP, Channel
+from ._wire import DONE, INIT_ERROR, STOP, Channel
 
 logger = logging.getLogger("tideloop.multicore")
 
@@ -143,6 +143,7 @@ class _Supervisor:
         self.graceful_timeout = graceful_timeout
         self.max_backoff = max_backoff
         self.stopping = False
+        self.fatal: BaseException | None = None
         self.kill_timer: asyncio.TimerHandle | None = None
         self.all_done: asyncio.Future[None] = self.loop.create_future()
 
@@ -174,8 +175,9 @@ class _Supervisor:
         for m in messages:
             if m[0] == DONE:
                 slot.outcome = (m[1], m[2])
-            elif m[0] == READY:
-                pass
+            elif m[0] == INIT_ERROR:
+                # `main` could not even be loaded in a fresh interpreter: restarting cannot help.
+                self.fatal = self.fatal or unpack_error(m[1])
 
     def on_exit(self, slot: _Slot, returncode: int) -> None:
         assert slot.chan is not None
@@ -183,7 +185,12 @@ class _Supervisor:
         slot.chan.close()
         slot.chan = None
         outcome = slot.outcome
-        if self.stopping or (outcome is not None and outcome[0]):
+        if self.fatal is not None:
+            slot.finished = True
+            if not self.stopping:
+                logger.error("tideloop worker %d could not start: %r", slot.index, self.fatal)
+                self.stop()
+        elif self.stopping or (outcome is not None and outcome[0]):
             slot.finished = True
         else:
             if outcome is not None:
@@ -218,6 +225,8 @@ class _Supervisor:
 
     def stop(self) -> None:
         if self.stopping:
+            # A second Ctrl-C / SIGTERM: do not wait for the graceful timeout.
+            self.kill_all()
             return
         self.stopping = True
         for slot in self.slots:
@@ -233,10 +242,7 @@ class _Supervisor:
     def kill_all(self) -> None:
         for slot in self.slots:
             if slot.handle is not None and slot.handle.returncode is None:
-                logger.warning(
-                    "tideloop worker %d did not stop within %.1f s; killing it",
-                    slot.index, self.graceful_timeout,
-                )
+                logger.warning("tideloop worker %d: stop not finished; killing it", slot.index)
                 slot.handle.kill()
 
     async def run(self) -> list[Any]:
@@ -265,6 +271,8 @@ class _Supervisor:
                     errors.append(
                         RuntimeError(f"worker {slot.index} {describe_exit(slot.returncode)}")
                     )
+        if self.fatal is not None:
+            raise self.fatal
         if errors and not self.stopping:
             raise errors[0]
         return results
