@@ -321,3 +321,14 @@ def test_an_exception_from_the_input_iterable_reaches_the_caller(run_tl: Any) ->
             assert got == [0, 1, 4]  # everything before the failure, in order
 
     run_tl(main())
+
+
+def test_leaving_the_block_with_an_unfinished_imap_does_not_hang(run_tl: Any) -> None:
+    async def main() -> None:
+        async with Pool(1, concurrency=1) as pool:
+            it = pool.imap(f.square, range(10_000))
+            assert await it.__anext__() == 0
+        with pytest.raises(RuntimeError, match="closed before this call finished"):
+            await it.__anext__()
+
+    run_tl(main())

@@ -268,9 +268,10 @@ class LocalBackend:
     def reap_now(self) -> None:
         self.stopping = True
         for w in list(self.workers):
-            w.handle.reap_blocking()
+            w.handle.reap_blocking()  # may run _on_exit, which drops w from self.workers
             w.chan.close()
-            self.workers.remove(w)
+            if w in self.workers:
+                self.workers.remove(w)
 
     async def shutdown(self, timeout: float) -> None:
         self.stopping = True
@@ -286,4 +287,5 @@ class LocalBackend:
             # Still not reaped (cannot happen after SIGKILL unless the kernel is stuck).
             w.handle.reap_blocking()
             w.chan.close()
-            self.workers.remove(w)
+            if w in self.workers:
+                self.workers.remove(w)

@@ -144,6 +144,12 @@ class _Job:
     def deliver(self, item: _Item, kind: int, payload: Any) -> None:
         if self.inflight.pop(item.index, None) is None or self.finished:
             return
+        self._deliver(item, kind, payload)
+        if self.pool._idle_waiter is not None:
+            # Any completion may leave the pool idle, not only those that wake a consumer.
+            self.pool._notify()
+
+    def _deliver(self, item: _Item, kind: int, payload: Any) -> None:
         if kind == OK:
             try:
                 value = pickle.loads(payload)
@@ -169,6 +175,8 @@ class _Job:
         if self.inflight.pop(item.index, None) is None or self.finished:
             return
         self._item_done(item.index, False, exc)
+        if self.pool._idle_waiter is not None:
+            self.pool._notify()
 
     def _item_done(self, index: int, ok: bool, value: Any) -> None:
         self.completed += 1
@@ -227,8 +235,16 @@ class _Job:
 
     @property
     def idle(self) -> bool:
-        """Nothing in flight and nothing more to send (what ``Pool.join`` waits for)."""
-        return self.finished or (self.exhausted and not self.inflight)
+        """Nothing in flight and nothing more that can be sent without a consumer (what
+        ``Pool.join`` waits for): an imap whose read-ahead window is full waits for its
+        consumer, who may be the very task that is leaving the ``async with`` block."""
+        if self.finished:
+            return True
+        if self.inflight:
+            return False
+        return self.exhausted or (
+            self.window is not None and self.taken - self.consumed >= self.window
+        )
 
     def _finish(self) -> None:
         self.finished = True
@@ -451,6 +467,8 @@ class Pool:
                 await self._idle_waiter
             finally:
                 self._idle_waiter = None
+        # What is left can never finish (a blocked imap): fail it rather than hang its consumer.
+        self._cancel_jobs("the Pool was closed before this call finished")
         if self._started:
             await self._backend.shutdown(self._shutdown_timeout)
 
