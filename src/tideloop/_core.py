@@ -112,6 +112,7 @@ class TimerHandle(Handle):
 
     _when: float
     _scheduled: bool
+    _seq: int
 
     def __init__(self, when: float, callback: Any, args: Any, loop: Any,
                  context: Any = None) -> None:
@@ -201,19 +202,21 @@ class _FdEntry:
 
     reader: Handle | None
     writer: Handle | None
+    fileobj: Any  # what the fd was registered through (int or file object)
     events: int
 
     def __init__(self) -> None:
         self.reader = None
         self.writer = None
+        self.fileobj = None
         self.events = 0
 
 
 class LoopCore:
     """Ready queue, timers, fd table and ``_run_once``; the rest of the loop is built on top."""
 
-    _ready: list[Handle]
-    _scheduled: list[tuple[float, int, TimerHandle]]
+    _ready: list[Any]  # Handles; slots are cleared to None as they run
+    _scheduled: list[Any]  # see _timer_of
     _fds: dict[int, _FdEntry]
     _reactor: Any
     _debug: bool
@@ -287,7 +290,8 @@ class LoopCore:
     def call_later(self, delay: Any, callback: Any, *args: Any, context: Any = None) -> TimerHandle:
         if delay is None:
             raise TypeError("delay must not be None")
-        return self._call_at(_monotonic() + delay, callback, args, context, "call_later")
+        # asyncio's call_later delegates to call_at, and its errors name call_at().
+        return self._call_at(_monotonic() + delay, callback, args, context, "call_at")
 
     def call_at(self, when: Any, callback: Any, *args: Any, context: Any = None) -> TimerHandle:
         if when is None:
@@ -305,7 +309,11 @@ class LoopCore:
             self._check_callback(callback, method)
         timer = _new_timer(when, callback, args, self, context)
         self._timer_seq += 1
-        heappush(self._scheduled, (timer._when, self._timer_seq, timer))
+        timer._seq = self._timer_seq
+        if cython.compiled:
+            _heap_push(self._scheduled, timer)
+        else:
+            heappush(self._scheduled, (timer._when, self._timer_seq, timer))
         timer._scheduled = True
         return timer
 
@@ -373,9 +381,9 @@ class LoopCore:
         if self._task_factory is None:
             task = Task(coro, loop=self, name=name, context=context,  # type: ignore[arg-type]
                         **kwargs)
-            tb = getattr(task, "_source_traceback", None)
-            if tb:
-                _compat.trim_tideloop_frames(tb)
+            if self._debug:
+                # Only debug mode records where a task was created; drop our own frames.
+                _compat.trim_tideloop_frames(getattr(task, "_source_traceback", None))
         else:
             if context is None:
                 task = self._task_factory(self, coro, **kwargs)
@@ -387,26 +395,33 @@ class LoopCore:
     # -- file descriptors ------------------------------------------------------------------
 
     def _add_reader(self, fd: Any, callback: Any, *args: Any) -> Handle:
-        if type(fd) is not int:
-            fd = _fileobj_to_fd(fd)
-        return self._add_fd_handler(fd, callback, args, READ)
+        return self._add_fd_handler(self._fd_of(fd), callback, args, READ, fd)
 
     def _add_writer(self, fd: Any, callback: Any, *args: Any) -> Handle:
-        if type(fd) is not int:
-            fd = _fileobj_to_fd(fd)
-        return self._add_fd_handler(fd, callback, args, WRITE)
+        return self._add_fd_handler(self._fd_of(fd), callback, args, WRITE, fd)
 
     def _remove_reader(self, fd: Any) -> bool:
-        if type(fd) is not int:
-            fd = _fileobj_to_fd(fd)
-        return self._remove_fd_handler(fd, READ)
+        return self._remove_fd_handler(self._fd_of(fd), READ)
 
     def _remove_writer(self, fd: Any) -> bool:
-        if type(fd) is not int:
-            fd = _fileobj_to_fd(fd)
-        return self._remove_fd_handler(fd, WRITE)
+        return self._remove_fd_handler(self._fd_of(fd), WRITE)
 
-    def _add_fd_handler(self, fd: int, callback: Any, args: Any, event: int) -> Handle:
+    def _fd_of(self, fileobj: Any) -> int:
+        """The fd of an int or a file object; a closed object is found by identity (selectors)."""
+        if type(fileobj) is int and fileobj >= 0:
+            return int(fileobj)
+        try:
+            return _fileobj_to_fd(fileobj)
+        except ValueError:
+            # A socket closed after registration reports fileno() == -1: asyncio's selector
+            # still finds its registration through the object itself, and so do we.
+            for fd, entry in self._fds.items():
+                if entry.fileobj is fileobj:
+                    return int(fd)
+            raise
+
+    def _add_fd_handler(self, fd: int, callback: Any, args: Any, event: int,
+                        fileobj: Any) -> Handle:
         if self._closed:
             self._raise_closed()
         if fd < 0:
@@ -423,6 +438,7 @@ class LoopCore:
             # Sticky registrations: the kernel is only told when the interest mask changes.
             self._reactor.modify(fd, entry.events | event)
             entry.events |= event
+        entry.fileobj = fileobj
         if event == READ:
             old = entry.reader
             entry.reader = h
@@ -505,20 +521,19 @@ class LoopCore:
             # Mostly cancelled: rebuild once instead of popping them one by one later.
             kept = []
             for entry in sched:
-                t = entry[2]
-                if t._cancelled:
-                    t._scheduled = False
+                if _timer_of(entry)._cancelled:
+                    _timer_of(entry)._scheduled = False
                 else:
                     kept.append(entry)
-            heapify(kept)
+            _heapify(kept)
             self._scheduled = sched = kept
             self._timer_cancelled_count = 0
         else:
             while sched:
-                t = sched[0][2]
+                t = _timer_of(sched[0])
                 if not t._cancelled:
                     break
-                heappop(sched)
+                _pop_timer(sched)
                 self._timer_cancelled_count -= 1
                 t._scheduled = False
 
@@ -529,7 +544,7 @@ class LoopCore:
                 # for callbacks that are already in _ready. Skip the syscall.
                 timeout = -2.0
         elif sched:
-            timeout = sched[0][0] - _monotonic()
+            timeout = _timer_of(sched[0])._when - _monotonic()
             if timeout < 0.0:
                 timeout = 0.0
             elif timeout > MAX_TIMEOUT:
@@ -544,11 +559,10 @@ class LoopCore:
         if sched:
             end_time = _monotonic() + self._clock_resolution
             while sched:
-                entry = sched[0]
-                if entry[0] >= end_time:
+                t = _timer_of(sched[0])
+                if t._when >= end_time:
                     break
-                heappop(sched)
-                t = entry[2]
+                _pop_timer(sched)
                 t._scheduled = False
                 ready.append(t)
 
@@ -567,6 +581,9 @@ class LoopCore:
         try:
             while i < n:
                 h = ready[i]
+                # Drop the queue's reference before running, as asyncio's popleft does: a
+                # finished task must be collectable as soon as its step returns.
+                ready[i] = None
                 i += 1
                 if not h._cancelled:
                     h._run()
@@ -585,6 +602,7 @@ class LoopCore:
         n = len(ready)
         while i < n:
             h = ready[i]
+            ready[i] = None
             i += 1
             if h._cancelled:
                 continue
@@ -614,7 +632,7 @@ class LoopCore:
             return  # __init__ failed before owning anything
         self._ready.clear()
         for item in self._scheduled:
-            item[2]._scheduled = False
+            _timer_of(item)._scheduled = False
         self._scheduled = []
         self._timer_cancelled_count = 0
         for entry in self._fds.values():
@@ -628,6 +646,87 @@ class LoopCore:
             os.close(self._wake_w)
             self._wake_r = self._wake_w = -1
         self._reactor.close()
+
+
+# The timer heap, ordered by (when, seq). Interpreted, it holds (when, seq, handle) tuples for
+# heapq, the fastest heap plain Python has. Compiled, it holds the handles themselves and these
+# functions compare their C fields: no tuple per timer and no Python-level comparisons.
+
+
+def _timer_of(entry: Any) -> TimerHandle:
+    if cython.compiled:
+        return cython.cast(TimerHandle, entry)  # type: ignore[no-any-return]
+    return entry[2]  # type: ignore[no-any-return]
+
+
+def _pop_timer(heap: list[Any]) -> None:
+    if cython.compiled:
+        _heap_pop(heap)
+    else:
+        heappop(heap)
+
+
+def _heapify(heap: list[Any]) -> None:
+    if cython.compiled:
+        items = heap[:]
+        del heap[:]
+        for item in items:
+            _heap_push(heap, item)
+    else:
+        heapify(heap)
+
+
+def _entry_lt(a: TimerHandle, b: TimerHandle) -> bool:
+    if a._when != b._when:
+        return a._when < b._when
+    return a._seq < b._seq
+
+
+# Heap indexes are in range by construction: no bounds or negative-index checks.
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _heap_push(heap: list[Any], item: Any) -> None:
+    heap.append(item)
+    pos = len(heap) - 1
+    while pos > 0:
+        parentpos = (pos - 1) >> 1
+        parent = cython.cast(TimerHandle, heap[parentpos])
+        if not _entry_lt(item, parent):
+            break
+        heap[pos] = parent
+        pos = parentpos
+    heap[pos] = item
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _heap_pop(heap: list[Any]) -> Any:
+    last = cython.cast(TimerHandle, heap.pop())
+    if not heap:
+        return last
+    top = cython.cast(TimerHandle, heap[0])
+    # Floyd's variant (as heapq does): move the smaller child up all the way to a leaf, then
+    # sift the former last item up from there; fewer comparisons than a classic sift-down.
+    n = len(heap)
+    pos = 0
+    child = 1
+    while child < n:
+        right = child + 1
+        if right < n and not _entry_lt(cython.cast(TimerHandle, heap[child]),
+                                        cython.cast(TimerHandle, heap[right])):
+            child = right
+        heap[pos] = heap[child]
+        pos = child
+        child = 2 * pos + 1
+    while pos > 0:
+        parentpos = (pos - 1) >> 1
+        parent = cython.cast(TimerHandle, heap[parentpos])
+        if not _entry_lt(last, parent):
+            break
+        heap[pos] = parent
+        pos = parentpos
+    heap[pos] = last
+    return top
 
 
 def _fileobj_to_fd(fileobj: Any) -> int:

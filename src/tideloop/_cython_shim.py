@@ -4,3 +4,22 @@ Invariant: ``compiled`` is False here, so every ``if cython.compiled:`` branch i
 """
 
 compiled = False
+
+
+def freelist(n: int):  # type: ignore[no-untyped-def]
+    return lambda cls: cls
+
+
+def final(cls):  # type: ignore[no-untyped-def]
+    return cls
+
+
+def cast(type_: object, value: object) -> object:
+    return value
+
+
+def boundscheck(flag: bool):  # type: ignore[no-untyped-def]
+    return lambda func: func
+
+
+wraparound = boundscheck
