@@ -253,7 +253,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="comma-separated glob patterns on point ids, "
         "e.g. 'echo-protocol-*,internal-call_soon'",
     )
-    p.add_argument("--repeat", type=int, help="rounds per point (default: 5, quick: 1)")
+    p.add_argument("--repeat", type=int, help="rounds per point (default: 3, quick: 1)")
     p.add_argument("--duration", type=float, help="seconds per echo point (default 2, quick 0.5)")
     p.add_argument("--warmup", type=float, help="echo warm-up seconds (default 0.5, quick 0.2)")
     p.add_argument(
