@@ -297,7 +297,7 @@ def settings_from(a: argparse.Namespace) -> Settings:
     )
     return Settings(
         quick=q,
-        repeat=a.repeat or (1 if q else 5),
+        repeat=a.repeat or (1 if q else 3),
         duration=a.duration or (0.5 if q else 2.0),
         warmup=a.warmup if a.warmup is not None else (0.2 if q else 0.5),
         # wrk runs in whole seconds; quick mode skips the wrk warm-up to stay under a minute.
