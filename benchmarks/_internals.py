@@ -1,4 +1,4 @@
-"""Loop-internal micro-benchmarks: each returns the wall-clock seconds of one measured run.
+"""Loop-internal micro-benchmarks: each returns (wall seconds, process CPU seconds) of one run.
 
 Invariant: every benchmark builds its inputs before the clock starts and stops the clock only when
 the loop has done all the work (a future completes), so the number covers scheduling and running,
@@ -23,6 +23,18 @@ DEFAULT_N: dict[str, int] = {
     "threadsafe": 10_000,
 }
 
+# (wall, cpu): CPU time well below wall time means another process took the vCPU meanwhile.
+Timing = tuple[float, float]
+
+
+def _start() -> Timing:
+    return time.perf_counter(), time.process_time()
+
+
+def _since(t0: Timing) -> Timing:
+    return time.perf_counter() - t0[0], time.process_time() - t0[1]
+
+
 TITLES: dict[str, str] = {
     "call_soon": "chained call_soon",
     "sleep0": "100 tasks x sleep(0)",
@@ -32,7 +44,7 @@ TITLES: dict[str, str] = {
 }
 
 
-def bench_call_soon(loop: asyncio.AbstractEventLoop, n: int) -> float:
+def bench_call_soon(loop: asyncio.AbstractEventLoop, n: int) -> Timing:
     """n callbacks, each scheduling the next: the bare cost of one ready-queue round trip."""
     done = loop.create_future()
     remaining = n
@@ -45,13 +57,13 @@ def bench_call_soon(loop: asyncio.AbstractEventLoop, n: int) -> float:
         else:
             done.set_result(None)
 
-    t0 = time.perf_counter()
+    t0 = _start()
     loop.call_soon(step)
     loop.run_until_complete(done)
-    return time.perf_counter() - t0
+    return _since(t0)
 
 
-def bench_sleep0(loop: asyncio.AbstractEventLoop, n: int) -> float:
+def bench_sleep0(loop: asyncio.AbstractEventLoop, n: int) -> Timing:
     """100 tasks each yielding n/100 times: task step + ready queue under contention."""
     tasks = 100
     per_task = max(1, n // tasks)
@@ -63,12 +75,12 @@ def bench_sleep0(loop: asyncio.AbstractEventLoop, n: int) -> float:
     async def main() -> None:
         await asyncio.gather(*[worker() for _ in range(tasks)])
 
-    t0 = time.perf_counter()
+    t0 = _start()
     loop.run_until_complete(main())
-    return time.perf_counter() - t0
+    return _since(t0)
 
 
-def bench_gather(loop: asyncio.AbstractEventLoop, n: int) -> float:
+def bench_gather(loop: asyncio.AbstractEventLoop, n: int) -> Timing:
     """n tasks created and gathered: task creation, first step, completion callbacks."""
 
     async def leaf() -> None:
@@ -77,12 +89,12 @@ def bench_gather(loop: asyncio.AbstractEventLoop, n: int) -> float:
     async def main() -> None:
         await asyncio.gather(*[loop.create_task(leaf()) for _ in range(n)])
 
-    t0 = time.perf_counter()
+    t0 = _start()
     loop.run_until_complete(main())
-    return time.perf_counter() - t0
+    return _since(t0)
 
 
-def bench_timers(loop: asyncio.AbstractEventLoop, n: int) -> float:
+def bench_timers(loop: asyncio.AbstractEventLoop, n: int) -> Timing:
     """n call_later with random delays in [0, 10 ms), every second one cancelled.
 
     The delays are shorter than the time scheduling n timers takes on any loop, so the run never
@@ -108,12 +120,12 @@ def bench_timers(loop: asyncio.AbstractEventLoop, n: int) -> float:
             done.set_result(None)
         await done
 
-    t0 = time.perf_counter()
+    t0 = _start()
     loop.run_until_complete(main())
-    return time.perf_counter() - t0
+    return _since(t0)
 
 
-def bench_threadsafe(loop: asyncio.AbstractEventLoop, n: int) -> float:
+def bench_threadsafe(loop: asyncio.AbstractEventLoop, n: int) -> Timing:
     """n call_soon_threadsafe from another thread: the wake-up path (self-pipe / eventfd) cost."""
     done = loop.create_future()
     got = 0
@@ -134,14 +146,14 @@ def bench_threadsafe(loop: asyncio.AbstractEventLoop, n: int) -> float:
         thread.start()
         await done
 
-    t0 = time.perf_counter()
+    t0 = _start()
     loop.run_until_complete(main())
-    elapsed = time.perf_counter() - t0
+    elapsed = _since(t0)
     thread.join()
     return elapsed
 
 
-BENCHMARKS: dict[str, Callable[[asyncio.AbstractEventLoop, int], float]] = {
+BENCHMARKS: dict[str, Callable[[asyncio.AbstractEventLoop, int], Timing]] = {
     "call_soon": bench_call_soon,
     "sleep0": bench_sleep0,
     "gather": bench_gather,

@@ -290,4 +290,6 @@ def measure_internal(
         ],
         timeout=timeout,
     )
-    return {"seconds": float(out["seconds"])}, dict(out.get("info", {}))
+    return {"seconds": float(out["seconds"]), "cpu_seconds": float(out["cpu_seconds"])}, dict(
+        out.get("info", {})
+    )

@@ -48,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.warmup_n:
             fn(loop, args.warmup_n)
         gc.collect()
-        seconds = fn(loop, args.n)
-        print(json.dumps({"seconds": seconds, "n": args.n, "info": _info(args.loop, loop)}))
+        wall, cpu = fn(loop, args.n)
+        info = _info(args.loop, loop)
+        print(json.dumps({"seconds": wall, "cpu_seconds": cpu, "n": args.n, "info": info}))
         loop.close()
         return 0
     # server: the info goes on the READY line so the parent records what really served.

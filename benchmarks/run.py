@@ -184,6 +184,15 @@ def _short(metrics: dict[str, float], point: Point) -> str:
     return ", ".join(f"{_report.fmt(metrics[m.key], m.unit)} {m.unit}" for m in point.metrics)
 
 
+def _contended(metrics: dict[str, float]) -> bool:
+    """The child got less than 85% of its wall time on the CPU: another process took the vCPU.
+
+    Only single-threaded internal runs can tell (threadsafe adds a producer thread's CPU).
+    """
+    cpu, wall = metrics.get("cpu_seconds"), metrics.get("seconds")
+    return cpu is not None and wall is not None and wall > 0 and cpu / wall < 0.85
+
+
 def probe_loops(names: list[str], setup: _measure.ChildSetup) -> tuple[list[str], dict[str, Any]]:
     """Which loops can run here; the rest are skipped with the reason recorded."""
     usable: list[str] = []
@@ -207,6 +216,13 @@ def tideloop_pythonpath(choice: str) -> list[str]:
     if choice in ("src", "auto"):
         return [str(ROOT / "src")] if (ROOT / "src" / "tideloop").is_dir() else []
     return [choice]
+
+
+def _loadavg() -> str:
+    try:
+        return Path("/proc/loadavg").read_text().strip()
+    except OSError:
+        return ""
 
 
 def machine_info(python: str) -> dict[str, Any]:
@@ -352,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         print("no loop usable", file=sys.stderr)
         return 2
 
+    load_before = _loadavg()
     raw: list[dict[str, Any]] = []
     broken: set[tuple[str, str]] = set()
     t_start = time.monotonic()
@@ -367,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
                     rec["metrics"] = metrics
                     rec["info"] = info
                     msg = _short(metrics, point)
+                    if _contended(metrics):
+                        rec["contended"] = True
+                        msg += "  (contended: CPU time < 85% of wall time)"
                 except Exception as exc:  # recorded and reported; the run goes on
                     rec["error"] = f"{type(exc).__name__}: {exc}"
                     broken.add((point.id, loop))
@@ -374,6 +394,12 @@ def main(argv: list[str] | None = None) -> int:
                 raw.append(rec)
                 print(f"[{rnd + 1}/{s.repeat}] {point.id:<26} {loop:<12} {msg}", file=sys.stderr)
     elapsed = time.monotonic() - t_start
+    contended = sum(1 for r in raw if r.get("contended"))
+    if contended:
+        notes.append(
+            f"{contended} internal measurement(s) ran while another process used the benchmark "
+            "vCPU (CPU time < 85% of wall time); their wall times are pessimistic"
+        )
 
     rows = _report.summarize(raw, points, loops)
     table = _report.format_table(rows, loops)
@@ -388,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
             "argv": sys.argv[1:] if argv is None else argv,
             "loops": loop_info,
             "notes": notes,
+            "loadavg_before": load_before,
+            "loadavg_after": _loadavg(),
         }
     )
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
