@@ -41,7 +41,7 @@ def _run(tmp_path: Path, loops: str, extra: list[str]) -> dict:
     cmd = [
         sys.executable, str(RUNNER), "--groups", "internal", "--only", "internal-call_soon",
         "--loops", loops, "--scale", "0.0001", "--repeat", "1", "--cpu", "none",
-        "--no-chart", "--json", str(out), *extra,
+        "--no-chart", "--no-probe", "--json", str(out), *extra,
     ]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
