@@ -166,9 +166,13 @@ def _load_metrics(load: dict[str, Any], m0: dict[str, Any], m1: dict[str, Any]) 
     requests = int(load["requests"])
     if requests <= 0:
         raise ChildFailed(f"no request completed (errors: {load.get('errors')})")
+    server_cpu = _cpu(m0, m1)
     return {
         "req_s": requests / float(load["seconds"]),
-        "cpu_us": _cpu(m0, m1) * 1e6 / requests,
+        "cpu_us": server_cpu * 1e6 / requests,
+        # Server and load generator share one vCPU and keep it busy: a share well below 1 means
+        # another process ran on that vCPU during the window.
+        "cpu_share": (server_cpu + float(load.get("loadgen_cpu", 0.0))) / float(load["seconds"]),
         "peak_rss_mib": m1["maxrss_kb"] / 1024,
         "requests": float(requests),
         "errors": float(load.get("errors", 0)),
@@ -290,6 +294,9 @@ def measure_internal(
         ],
         timeout=timeout,
     )
-    return {"seconds": float(out["seconds"]), "cpu_seconds": float(out["cpu_seconds"])}, dict(
-        out.get("info", {})
-    )
+    wall, cpu = float(out["seconds"]), float(out["cpu_seconds"])
+    return {
+        "seconds": wall,
+        "cpu_seconds": cpu,
+        "cpu_share": cpu / wall if wall > 0 else 1.0,
+    }, dict(out.get("info", {}))

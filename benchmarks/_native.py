@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -73,11 +74,25 @@ def run_echo_client(
     cmd = [*pin_prefix(cpu), str(exe), HOST, str(port), str(conns), str(size), f"{seconds:g}"]
     if max_requests:
         cmd.append(str(max_requests))
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    proc, cpu_used = _run_timed(cmd, timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"echo_client failed ({proc.returncode}): {proc.stderr.strip()}")
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["loadgen_cpu"] = cpu_used
     return result
+
+
+def _run_timed(cmd: list[str], timeout: float) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run a load generator; also return the CPU seconds it used.
+
+    RUSAGE_CHILDREN grows only when a child is reaped, and the server child is still running, so
+    the delta is exactly this load generator's CPU.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    used = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return proc, used
 
 
 _WRK_TOTAL = re.compile(r"(\d+) requests in ([\d.]+)(us|ms|s|m)\b")
@@ -125,7 +140,9 @@ def run_wrk(
         *extra,
         f"http://{HOST}:{port}/",
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    proc, cpu_used = _run_timed(cmd, timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr.strip()}")
-    return parse_wrk(proc.stdout)
+    result = parse_wrk(proc.stdout)
+    result["loadgen_cpu"] = cpu_used
+    return result
