@@ -162,21 +162,52 @@ def _cpu(m0: dict[str, Any], m1: dict[str, Any]) -> float:
     return float(m1["utime"] + m1["stime"] - m0["utime"] - m0["stime"])
 
 
-def _load_metrics(load: dict[str, Any], m0: dict[str, Any], m1: dict[str, Any]) -> dict[str, float]:
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_task_seconds(cpu: int | None) -> float | None:
+    """Seconds vCPU ``cpu`` spent running tasks (user + nice + system) or stolen by the host.
+
+    Softirq time is left out on purpose: loopback packet processing lands there and is ours.
+    """
+    if cpu is None:
+        return None
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                if line.startswith(f"cpu{cpu} "):
+                    v = [int(x) for x in line.split()[1:]]
+                    return (v[0] + v[1] + v[2] + (v[7] if len(v) > 7 else 0)) / _CLK_TCK
+    except OSError:
+        pass
+    return None
+
+
+def _load_metrics(
+    load: dict[str, Any],
+    m0: dict[str, Any],
+    m1: dict[str, Any],
+    busy: tuple[float | None, float | None] = (None, None),
+) -> dict[str, float]:
     requests = int(load["requests"])
     if requests <= 0:
         raise ChildFailed(f"no request completed (errors: {load.get('errors')})")
     server_cpu = _cpu(m0, m1)
-    return {
+    loadgen_cpu = float(load.get("loadgen_cpu", 0.0))
+    out = {
         "req_s": requests / float(load["seconds"]),
         "cpu_us": server_cpu * 1e6 / requests,
-        # Server and load generator share one vCPU and keep it busy: a share well below 1 means
-        # another process ran on that vCPU during the window.
-        "cpu_share": (server_cpu + float(load.get("loadgen_cpu", 0.0))) / float(load["seconds"]),
+        "loadgen_cpu_us": loadgen_cpu * 1e6 / requests,
         "peak_rss_mib": m1["maxrss_kb"] / 1024,
         "requests": float(requests),
         "errors": float(load.get("errors", 0)),
     }
+    if busy[0] is not None and busy[1] is not None:
+        # Task time on the pinned vCPU that was neither the server nor the load generator:
+        # another process (or the host) took it, and req/s is pessimistic by about that share.
+        foreign = (busy[1] - busy[0]) - server_cpu - loadgen_cpu
+        out["foreign_share"] = max(0.0, foreign) / float(load["seconds"])
+    return out
 
 
 def measure_echo(
@@ -204,11 +235,13 @@ def measure_echo(
                 timeout=bound,
             )
         m0 = srv.mark()
+        b0 = cpu_task_seconds(setup.cpu)
         load = _native.run_echo_client(
             client, srv.port, conns=conns, size=size, seconds=duration, cpu=setup.cpu, timeout=bound
         )
+        b1 = cpu_task_seconds(setup.cpu)
         m1 = srv.mark()
-        return _load_metrics(load, m0, m1), srv.info
+        return _load_metrics(load, m0, m1, (b0, b1)), srv.info
 
 
 def measure_http(
@@ -219,11 +252,13 @@ def measure_http(
         if warmup > 0:
             _native.run_wrk(srv.port, conns=conns, seconds=warmup, cpu=setup.cpu, timeout=bound)
         m0 = srv.mark()
+        b0 = cpu_task_seconds(setup.cpu)
         load = _native.run_wrk(
             srv.port, conns=conns, seconds=duration, cpu=setup.cpu, timeout=bound
         )
+        b1 = cpu_task_seconds(setup.cpu)
         m1 = srv.mark()
-        metrics = _load_metrics(load, m0, m1)
+        metrics = _load_metrics(load, m0, m1, (b0, b1))
         if metrics["errors"]:
             raise ChildFailed(f"wrk saw {int(metrics['errors'])} errors")
         return metrics, srv.info
