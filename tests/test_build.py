@@ -1,4 +1,4 @@
-"""The install gives the core the environment asks for: compiled by default, interpreted on request."""
+"""The install gives the core the environment asks for: compiled by default, else interpreted."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import sys
 
 import tideloop
 
-_PROBE = "import tideloop, tideloop._core as c; print(tideloop.COMPILED, c.__file__.endswith('.py'))"
+_PROBE = ("import tideloop, tideloop._core as c; "
+          "print(tideloop.COMPILED, c.__file__.endswith('.py'))")
 
 
 def _probe(**env: str) -> str:

@@ -8,8 +8,7 @@ Public names are defined in private modules and re-exported here, once.
 """
 
 from . import _native  # noqa: F401  (must run first: picks compiled or interpreted core)
-from ._core import COMPILED
-from ._core import Handle, TimerHandle
+from ._core import COMPILED, Handle, TimerHandle
 from ._eventloop import EventLoop, new_event_loop
 from ._runner import EventLoopPolicy, Runner, install, run
 

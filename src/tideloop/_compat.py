@@ -6,9 +6,9 @@ versions it was checked against, so a new CPython release means reading this fil
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
+from asyncio import constants as _constants
 from asyncio import coroutines, events, format_helpers
 from collections.abc import Callable
 from typing import Any
@@ -22,16 +22,16 @@ get_running_loop_or_none: Callable[[], Any] = events._get_running_loop
 set_running_loop: Callable[[Any], None] = events._set_running_loop
 
 # Checked on 3.11-3.13: reads PYTHONASYNCIODEBUG (and -X dev).
-is_debug_mode: Callable[[], bool] = coroutines._is_debug_mode
+is_debug_mode: Callable[[], bool] = coroutines._is_debug_mode  # type: ignore[attr-defined]
 
 # Checked on 3.11-3.13: FrameSummary list used for `_source_traceback` of handles.
 extract_stack: Callable[..., Any] = format_helpers.extract_stack
 
 # asyncio's own stack depth for coroutine origin tracking in debug mode (constants, 3.11-3.13).
-DEBUG_STACK_DEPTH: int = asyncio.constants.DEBUG_STACK_DEPTH
+DEBUG_STACK_DEPTH: int = _constants.DEBUG_STACK_DEPTH
 
 # asyncio.Runner waits this long for the default executor (3.12+ passes it explicitly).
-THREAD_JOIN_TIMEOUT: float = getattr(asyncio.constants, "THREAD_JOIN_TIMEOUT", 300)
+THREAD_JOIN_TIMEOUT: float = getattr(_constants, "THREAD_JOIN_TIMEOUT", 300)
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -43,7 +43,8 @@ def format_callback_source(callback: Any, args: Any, debug: bool) -> str:
     3.11 and 3.12 take two positional arguments.
     """
     if PY313:
-        return format_helpers._format_callback_source(callback, args, debug=debug)
+        return format_helpers._format_callback_source(  # type: ignore[call-arg]
+            callback, args, debug=debug)
     return format_helpers._format_callback_source(callback, args)
 
 

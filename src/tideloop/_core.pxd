@@ -29,17 +29,22 @@ cdef class TimerHandle(Handle):
 cdef class _FdEntry:
     cdef public Handle reader
     cdef public Handle writer
+    cdef public object fileobj
     cdef public int events
 
 
 cdef _init_handle(Handle h, object callback, object args, LoopCore loop, object context)
+@cython.locals(h=Handle)
 cdef Handle _new_handle(object callback, object args, LoopCore loop, object context)
+@cython.locals(h=TimerHandle)
 cdef TimerHandle _new_timer(double when, object callback, object args, LoopCore loop,
                             object context)
 
 
 cdef class LoopCore:
-    cdef public object _ready
+    cdef public list _ready
+    cdef object _ready_lock
+    cdef public bint _io_quiet
     cdef public list _scheduled
     cdef public Py_ssize_t _timer_seq
     cdef public Py_ssize_t _timer_cancelled_count
@@ -59,10 +64,19 @@ cdef class LoopCore:
     cdef object __weakref__
 
     cpdef double time(self)
+    @cython.locals(timer=TimerHandle)
     cdef _call_at(self, double when, object callback, object args, object context, str method)
     cpdef _write_to_self(self)
-    cdef Handle _add_fd_handler(self, int fd, object callback, object args, int event)
+    @cython.locals(entry=_FdEntry, h=Handle, old=Handle)
+    cdef Handle _add_fd_handler(self, int fd, object callback, object args, int event,
+                                object fileobj)
+    @cython.locals(entry=_FdEntry, old=Handle)
     cdef bint _remove_fd_handler(self, int fd, int event) except -1
+    @cython.locals(entry=_FdEntry, h=Handle, mask=int, fd=int)
     cdef _process_events(self, list events)
+    @cython.locals(sched=list, ready=list, kept=list, n=Py_ssize_t, i=Py_ssize_t,
+                   t=TimerHandle, h=Handle, timeout=double, end_time=double, entry=tuple)
     cpdef _run_once(self)
-    cdef _run_ready_debug(self, Py_ssize_t ntodo)
+    @cython.locals(n=Py_ssize_t, i=Py_ssize_t, h=Handle, t0=double, dt=double)
+    cdef _run_ready_debug(self, list ready)
+    cdef _requeue(self, list todo, Py_ssize_t start)

@@ -13,13 +13,25 @@ import os
 import threading
 import time as _time
 from asyncio import Future, Task, coroutines
-from collections import deque
 from contextvars import copy_context
 from heapq import heapify, heappop, heappush
 from typing import Any
 
 from . import _compat
 from ._reactor import MAX_TIMEOUT, READ, WRITE
+
+try:
+    import cython
+except ImportError:  # pragma: no cover - interpreted without Cython installed
+    from . import _cython_shim as cython  # type: ignore[no-redef]
+
+if cython.compiled:
+    # C API shortcuts for the compiled core; the interpreted core uses the Python equivalents.
+    from cython.cimports.cpython.contextvars import (  # type: ignore[import-not-found]
+        PyContext_CopyCurrent,
+        PyContext_Enter,
+        PyContext_Exit,
+    )
 
 _monotonic = _time.monotonic
 
@@ -32,6 +44,15 @@ COMPILED = not __file__.endswith((".py", ".pyc"))
 
 class Handle:
     """A scheduled callback: the object ``call_soon`` and ``add_reader`` return."""
+
+    # Declared for mypy; the compiled core takes the field types from _core.pxd.
+    _callback: Any
+    _args: Any
+    _cancelled: bool
+    _loop: LoopCore
+    _source_traceback: Any
+    _repr: str | None
+    _context: Any
 
     def __init__(self, callback: Any, args: Any, loop: Any, context: Any = None) -> None:
         _init_handle(self, callback, args, loop, context)
@@ -47,7 +68,7 @@ class Handle:
             info.append("cancelled")
         if self._callback is not None:
             info.append(_compat.format_callback_source(self._callback, self._args,
-                                                       self._loop.get_debug()))
+                                                       bool(self._loop._debug)))
         if self._source_traceback:
             frame = self._source_traceback[-1]
             info.append(f"created at {frame[0]}:{frame[1]}")
@@ -70,7 +91,16 @@ class Handle:
 
     def _run(self) -> None:
         try:
-            self._context.run(self._callback, *self._args)
+            if cython.compiled:
+                # Context.run without building the (callback, *args) tuple it needs.
+                ctx = self._context
+                PyContext_Enter(ctx)
+                try:
+                    self._callback(*self._args)
+                finally:
+                    PyContext_Exit(ctx)
+            else:
+                self._context.run(self._callback, *self._args)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -79,6 +109,9 @@ class Handle:
 
 class TimerHandle(Handle):
     """A callback scheduled for a loop time: what ``call_later`` and ``call_at`` return."""
+
+    _when: float
+    _scheduled: bool
 
     def __init__(self, when: float, callback: Any, args: Any, loop: Any,
                  context: Any = None) -> None:
@@ -132,7 +165,10 @@ class TimerHandle(Handle):
 
 def _init_handle(h: Handle, callback: Any, args: Any, loop: LoopCore, context: Any) -> None:
     if context is None:
-        context = copy_context()
+        if cython.compiled:
+            context = PyContext_CopyCurrent()
+        else:
+            context = copy_context()
     h._context = context
     h._loop = loop
     h._callback = callback
@@ -163,17 +199,40 @@ def _new_timer(when: float, callback: Any, args: Any, loop: LoopCore, context: A
 class _FdEntry:
     """The loop's record of one registered fd: its reader, its writer and the kernel mask."""
 
+    reader: Handle | None
+    writer: Handle | None
+    fileobj: Any  # what the fd was registered through (int or file object)
+    events: int
+
     def __init__(self) -> None:
         self.reader = None
         self.writer = None
+        self.fileobj = None
         self.events = 0
 
 
 class LoopCore:
     """Ready queue, timers, fd table and ``_run_once``; the rest of the loop is built on top."""
 
+    _ready: list[Handle]
+    _scheduled: list[tuple[float, int, TimerHandle]]
+    _fds: dict[int, _FdEntry]
+    _reactor: Any
+    _debug: bool
+    _closed: bool
+    _thread_id: int | None
+
     def __init__(self, reactor: Any) -> None:
-        self._ready = deque()
+        self._reactor = None  # until the self-pipe exists, so a failed init closes nothing
+        # Callbacks to run, in order. _run_once swaps in a fresh list and runs the old one, so
+        # what callbacks schedule waits for the next iteration (asyncio's "ntodo" rule).
+        self._ready = []
+        # Guards that swap against call_soon_threadsafe from other threads in the interpreted
+        # core; compiled, both are single C sequences under the GIL and need no lock.
+        self._ready_lock = threading.Lock()
+        # True while poll() may be skipped when callbacks are ready: only the self-pipe is
+        # registered and no signal handler needs its bytes, so no I/O could be observed.
+        self._io_quiet = True
         # Heap of (when, seq, TimerHandle): tuples compare in C and seq keeps equal times FIFO.
         self._scheduled = []
         self._timer_seq = 0
@@ -186,12 +245,12 @@ class LoopCore:
         self._task_factory = None
         self._clock_resolution = _time.get_clock_info("monotonic").resolution
         self.slow_callback_duration = 0.1
-        self._reactor = reactor
         self._fds = {}
         self._wakeup_pending = False
         # Self-pipe: call_soon_threadsafe and signal.set_wakeup_fd write to _wake_w; the loop
         # reads _wake_r. Non-blocking both ends: a full pipe already means "wake up".
         self._wake_r, self._wake_w = os.pipe()
+        self._reactor = reactor
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._add_reader(self._wake_r, self._read_from_self)
@@ -219,14 +278,19 @@ class LoopCore:
         if self._debug or not callable(callback):
             self._check_callback(callback, "call_soon_threadsafe")
         h = _new_handle(callback, args, self, context)
-        self._ready.append(h)
+        if cython.compiled:
+            self._ready.append(h)
+        else:
+            with self._ready_lock:
+                self._ready.append(h)
         self._write_to_self()
         return h
 
     def call_later(self, delay: Any, callback: Any, *args: Any, context: Any = None) -> TimerHandle:
         if delay is None:
             raise TypeError("delay must not be None")
-        return self._call_at(_monotonic() + delay, callback, args, context, "call_later")
+        # asyncio's call_later delegates to call_at, and its errors name call_at().
+        return self._call_at(_monotonic() + delay, callback, args, context, "call_at")
 
     def call_at(self, when: Any, callback: Any, *args: Any, context: Any = None) -> TimerHandle:
         if when is None:
@@ -303,16 +367,18 @@ class LoopCore:
     # -- tasks and futures -----------------------------------------------------------------
 
     def create_future(self) -> Future[Any]:
-        return Future(loop=self)
+        return Future(loop=self)  # type: ignore[arg-type]
 
     def create_task(self, coro: Any, *, name: Any = None, context: Any = None,
                     **kwargs: Any) -> Any:
         if self._closed:
             self._raise_closed()
         if self._task_factory is None:
-            task = Task(coro, loop=self, name=name, context=context, **kwargs)
-            if task._source_traceback:
-                _compat.trim_tideloop_frames(task._source_traceback)
+            task = Task(coro, loop=self, name=name, context=context,  # type: ignore[arg-type]
+                        **kwargs)
+            tb = getattr(task, "_source_traceback", None)
+            if tb:
+                _compat.trim_tideloop_frames(tb)
         else:
             if context is None:
                 task = self._task_factory(self, coro, **kwargs)
@@ -324,26 +390,33 @@ class LoopCore:
     # -- file descriptors ------------------------------------------------------------------
 
     def _add_reader(self, fd: Any, callback: Any, *args: Any) -> Handle:
-        if type(fd) is not int:
-            fd = _fileobj_to_fd(fd)
-        return self._add_fd_handler(fd, callback, args, READ)
+        return self._add_fd_handler(self._fd_of(fd), callback, args, READ, fd)
 
     def _add_writer(self, fd: Any, callback: Any, *args: Any) -> Handle:
-        if type(fd) is not int:
-            fd = _fileobj_to_fd(fd)
-        return self._add_fd_handler(fd, callback, args, WRITE)
+        return self._add_fd_handler(self._fd_of(fd), callback, args, WRITE, fd)
 
     def _remove_reader(self, fd: Any) -> bool:
-        if type(fd) is not int:
-            fd = _fileobj_to_fd(fd)
-        return self._remove_fd_handler(fd, READ)
+        return self._remove_fd_handler(self._fd_of(fd), READ)
 
     def _remove_writer(self, fd: Any) -> bool:
-        if type(fd) is not int:
-            fd = _fileobj_to_fd(fd)
-        return self._remove_fd_handler(fd, WRITE)
+        return self._remove_fd_handler(self._fd_of(fd), WRITE)
 
-    def _add_fd_handler(self, fd: int, callback: Any, args: Any, event: int) -> Handle:
+    def _fd_of(self, fileobj: Any) -> int:
+        """The fd of an int or a file object; a closed object is found by identity (selectors)."""
+        if type(fileobj) is int and fileobj >= 0:
+            return int(fileobj)
+        try:
+            return _fileobj_to_fd(fileobj)
+        except ValueError:
+            # A socket closed after registration reports fileno() == -1: asyncio's selector
+            # still finds its registration through the object itself, and so do we.
+            for fd, entry in self._fds.items():
+                if entry.fileobj is fileobj:
+                    return int(fd)
+            raise
+
+    def _add_fd_handler(self, fd: int, callback: Any, args: Any, event: int,
+                        fileobj: Any) -> Handle:
         if self._closed:
             self._raise_closed()
         if fd < 0:
@@ -355,10 +428,12 @@ class LoopCore:
             self._reactor.register(fd, event)
             entry.events = event
             self._fds[fd] = entry
+            self._update_io_quiet()
         elif not entry.events & event:
             # Sticky registrations: the kernel is only told when the interest mask changes.
             self._reactor.modify(fd, entry.events | event)
             entry.events |= event
+        entry.fileobj = fileobj
         if event == READ:
             old = entry.reader
             entry.reader = h
@@ -387,10 +462,17 @@ class LoopCore:
         else:
             del self._fds[fd]
             self._reactor.unregister(fd)
+            self._update_io_quiet()
         if old is not None:
             old.cancel()
             return True
         return False
+
+    def _update_io_quiet(self) -> None:
+        self._io_quiet = len(self._fds) <= 1 and not self._signals_watched()
+
+    def _signals_watched(self) -> bool:
+        return False  # the public loop layer, which owns signal handlers, overrides this
 
     def _process_events(self, events: list[tuple[int, int]]) -> None:
         fds = self._fds
@@ -453,6 +535,10 @@ class LoopCore:
 
         if ready or self._stopping:
             timeout = 0.0
+            if self._io_quiet:
+                # Nothing but the self-pipe is watched: a poll could only find wake-up bytes
+                # for callbacks that are already in _ready. Skip the syscall.
+                timeout = -2.0
         elif sched:
             timeout = sched[0][0] - _monotonic()
             if timeout < 0.0:
@@ -461,9 +547,10 @@ class LoopCore:
                 timeout = MAX_TIMEOUT
         else:
             timeout = -1.0
-        events = self._reactor.poll(timeout)
-        if events:
-            self._process_events(events)
+        if timeout != -2.0:
+            events = self._reactor.poll(timeout)
+            if events:
+                self._process_events(events)
 
         if sched:
             end_time = _monotonic() + self._clock_resolution
@@ -476,27 +563,49 @@ class LoopCore:
                 t._scheduled = False
                 ready.append(t)
 
-        ntodo = len(ready)
-        if self._debug:
-            self._run_ready_debug(ntodo)
+        if not ready:
             return
-        while ntodo:
-            ntodo -= 1
-            h = ready.popleft()
-            if not h._cancelled:
-                h._run()
+        if cython.compiled:
+            self._ready = []
+        else:
+            with self._ready_lock:
+                self._ready = []
+        if self._debug:
+            self._run_ready_debug(ready)
+            return
+        i = 0
+        n = len(ready)
+        try:
+            while i < n:
+                h = ready[i]
+                i += 1
+                if not h._cancelled:
+                    h._run()
+        except BaseException:
+            # SystemExit/KeyboardInterrupt unwinding run_forever: what did not run yet stays
+            # first in line for the next run, as it would in asyncio's deque.
+            self._requeue(ready, i)
+            raise
 
-    def _run_ready_debug(self, ntodo: int) -> None:
-        ready = self._ready
-        while ntodo:
-            ntodo -= 1
-            h = ready.popleft()
+    def _requeue(self, todo: list[Any], start: int) -> None:
+        if start < len(todo):
+            self._ready[0:0] = todo[start:]
+
+    def _run_ready_debug(self, ready: list[Any]) -> None:
+        i = 0
+        n = len(ready)
+        while i < n:
+            h = ready[i]
+            i += 1
             if h._cancelled:
                 continue
             self._current_handle = h
             t0 = _monotonic()
             try:
                 h._run()
+            except BaseException:
+                self._requeue(ready, i)
+                raise
             finally:
                 dt = _monotonic() - t0
                 self._current_handle = None
@@ -512,9 +621,11 @@ class LoopCore:
     def _close_core(self) -> None:
         """Forget every callback and release the reactor and the self-pipe (idempotent)."""
         self._closed = True
+        if self._reactor is None:
+            return  # __init__ failed before owning anything
         self._ready.clear()
-        for entry in self._scheduled:
-            entry[2]._scheduled = False
+        for item in self._scheduled:
+            item[2]._scheduled = False
         self._scheduled = []
         self._timer_cancelled_count = 0
         for entry in self._fds.values():

@@ -50,12 +50,14 @@ def _format_handle(handle: Any) -> str:
     return str(handle)
 
 
-class LoopBase(LoopCore, AbstractEventLoop):
+class LoopBase(LoopCore, AbstractEventLoop):  # type: ignore[misc]  # typeshed generics
     """asyncio's loop API without network and subprocess I/O (the mixins add those)."""
 
     _default_executor: concurrent.futures.ThreadPoolExecutor | None
 
     def __init__(self) -> None:
+        # Set before LoopCore.__init__, which registers the self-pipe and asks about signals.
+        self._signal_handlers: dict[int, Handle] = {}
         LoopCore.__init__(self, new_reactor())
         self._default_executor = None
         self._executor_shutdown_called = False
@@ -65,7 +67,6 @@ class LoopBase(LoopCore, AbstractEventLoop):
         self._old_agen_hooks: Any = None
         self._coroutine_origin_tracking_enabled = False
         self._coroutine_origin_tracking_saved_depth: int | None = None
-        self._signal_handlers: dict[int, Handle] = {}
         # fd -> transport, filled by transports; public add_reader refuses fds they own.
         self._transports: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
         self.set_debug(_compat.is_debug_mode())
@@ -295,7 +296,7 @@ class LoopBase(LoopCore, AbstractEventLoop):
         closing = list(self._asyncgens)
         self._asyncgens.clear()
         results = await asyncio.gather(*[ag.aclose() for ag in closing], return_exceptions=True)
-        for result, agen in zip(results, closing):
+        for result, agen in zip(results, closing, strict=True):
             if isinstance(result, Exception):
                 self.call_exception_handler({
                     "message": f"an error occurred during closing of asynchronous "
@@ -413,11 +414,13 @@ class LoopBase(LoopCore, AbstractEventLoop):
         except (ValueError, OSError) as exc:
             raise RuntimeError(str(exc))
         self._signal_handlers[sig] = Handle(callback, args, self, None)
+        self._update_io_quiet()
         try:
             signal.signal(sig, _sighandler_noop)
             signal.siginterrupt(sig, False)  # SA_RESTART: fewer EINTRs in user code
         except OSError as exc:
             del self._signal_handlers[sig]
+            self._update_io_quiet()
             if not self._signal_handlers:
                 self._reset_wakeup_fd()
             if exc.errno == errno.EINVAL:
@@ -430,6 +433,7 @@ class LoopBase(LoopCore, AbstractEventLoop):
             del self._signal_handlers[sig]
         except KeyError:
             return False
+        self._update_io_quiet()
         handler = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
         try:
             signal.signal(sig, handler)
@@ -440,6 +444,10 @@ class LoopBase(LoopCore, AbstractEventLoop):
         if not self._signal_handlers:
             self._reset_wakeup_fd()
         return True
+
+    def _signals_watched(self) -> bool:
+        # Signal numbers arrive through the self-pipe, so it must be polled every iteration.
+        return bool(self._signal_handlers)
 
     def _reset_wakeup_fd(self) -> None:
         try:

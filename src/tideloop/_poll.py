@@ -6,6 +6,7 @@ and POLLNVAL wake both directions.
 
 from __future__ import annotations
 
+import os
 import select
 
 from ._reactor import READ, WRITE, timeout_ms
@@ -30,6 +31,9 @@ class PollReactor:
         self._poll = select.poll()
 
     def register(self, fd: int, events: int) -> None:
+        # poll(2) would accept a closed fd and report POLLNVAL forever; fail now with EBADF
+        # as epoll_ctl does.
+        os.fstat(fd)
         self._poll.register(fd, _to_poll(events))
 
     def modify(self, fd: int, events: int) -> None:

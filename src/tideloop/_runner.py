@@ -18,7 +18,7 @@ from ._eventloop import EventLoop, new_event_loop
 _T = TypeVar("_T")
 
 
-class Runner(asyncio.Runner):
+class Runner(asyncio.Runner):  # type: ignore[misc]  # final in typeshed only
     """asyncio.Runner on a tideloop loop (any other ``loop_factory`` may still be given)."""
 
     def __init__(self, *, debug: bool | None = None,
@@ -60,7 +60,8 @@ class EventLoopPolicy(_base_policy()):  # type: ignore[misc]
 def install() -> None:
     """Make asyncio.new_event_loop()/asyncio.run() use tideloop, for code that takes no factory.
 
-    Prefer ``tideloop.run(main())`` or ``asyncio.run(main(), loop_factory=tideloop.new_event_loop)``:
+    Prefer ``tideloop.run(main())`` or
+    ``asyncio.run(main(), loop_factory=tideloop.new_event_loop)``:
     policies are deprecated from Python 3.14 on.
     """
     if sys.version_info >= (3, 14):
