@@ -143,8 +143,14 @@ class Server:
     def __enter__(self) -> Server:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        # A load that failed usually failed in the server: say what the server said.
+        tail = self._stderr_tail() if isinstance(exc, ChildFailed | RuntimeError) else ""
         self.stop()
+        if tail and tail != "(no stderr)" and "server" not in str(exc):
+            raise ChildFailed(f"{exc}; server stderr: {tail}") from exc
 
 
 def start_server(setup: ChildSetup, loop: str, kind: str, bins: dict[str, Path] | None) -> Server:
@@ -191,7 +197,7 @@ def _load_metrics(
 ) -> dict[str, float]:
     requests = int(load["requests"])
     if requests <= 0:
-        raise ChildFailed(f"no request completed (errors: {load.get('errors')})")
+        raise ChildFailed(f"the server echoed nothing (client errors: {load.get('errors')})")
     server_cpu = _cpu(m0, m1)
     loadgen_cpu = float(load.get("loadgen_cpu", 0.0))
     out = {

@@ -25,6 +25,9 @@ class Metric:
 REQ_S = Metric("req_s", "throughput", "req/s", True)
 CPU_US = Metric("cpu_us", "server CPU", "us/req", False)
 SECONDS = Metric("seconds", "time", "s", False)
+# Process CPU time of the same internal run: equal to wall time on a quiet machine, and unlike it
+# not inflated when another process shares the vCPU.
+CPU_SECONDS = Metric("cpu_seconds", "CPU", "s", False)
 PEAK_RSS = Metric("peak_rss_mib", "peak RSS", "MiB", False)
 RSS_GROWTH = Metric("rss_growth_kib", "RSS growth", "KiB", False)
 
@@ -125,6 +128,16 @@ def _cell(cell: dict[str, Any] | None, unit: str) -> str:
     return f"{fmt(cell['median'], unit)} ({fmt(cell['min'], unit)}–{fmt(cell['max'], unit)})"
 
 
+def _metric_label(r: dict[str, Any]) -> str:
+    if r["metric"] == "seconds":
+        return "wall s"
+    if r["metric"] == "cpu_seconds":
+        return "CPU s"
+    if r["unit"] == "req/s":
+        return "req/s"
+    return f"{r['label']} {r['unit']}"
+
+
 def _x(r: float | None) -> str:
     return "–" if r is None else f"{r:.2f}x"
 
@@ -147,7 +160,7 @@ def format_table(rows: list[dict[str, Any]], loops: list[str]) -> str:
         best = f"{r['best_peer']}" if r["best_peer"] else "–"
         line = [
             r["title"],
-            r["unit"] if r["unit"] in ("req/s", "s") else f"{r['label']} {r['unit']}",
+            _metric_label(r),
             *[_cell(r["cells"].get(c), r["unit"]) for c in cols],
             best,
             _x(r["tideloop_vs_best_peer"]),

@@ -26,7 +26,15 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import _internals, _loops, _measure, _native, _report  # noqa: E402
-from benchmarks._report import CPU_US, PEAK_RSS, REQ_S, RSS_GROWTH, SECONDS, Metric  # noqa: E402
+from benchmarks._report import (
+    CPU_SECONDS,
+    CPU_US,
+    PEAK_RSS,
+    REQ_S,
+    RSS_GROWTH,
+    SECONDS,
+    Metric,
+)  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -112,7 +120,7 @@ def build_points(s: Settings, groups: set[str]) -> list[Point]:
                     f"internal-{bench}",
                     title,
                     "internal",
-                    (SECONDS,),
+                    (SECONDS, CPU_SECONDS),
                     {"bench": bench, "n": scaled},
                 )
             )
