@@ -364,8 +364,6 @@ def test_base_exception_keeps_the_rest_of_the_iteration(loop: asyncio.AbstractEv
     loop.set_debug(False)
 
 
-@pytest.mark.xfail_tideloop(reason="call_later(nan) makes run_forever raise ValueError from the "
-                            "reactor on every run; asyncio runs such a timer at once")
 def test_nan_delay_runs_at_once(loop: asyncio.AbstractEventLoop) -> None:
     got: list[str] = []
     loop.call_later(float("nan"), got.append, "nan timer")
