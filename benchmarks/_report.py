@@ -22,6 +22,10 @@ class Metric:
     higher_better: bool
 
 
+# Share of the window the vCPU's ksoftirqd thread ran: above this, the run was in the kernel mode
+# where loopback packets wait for ksoftirqd to be scheduled (req/s capped, CPU/request still valid).
+SOFTIRQD_MODE = 0.2
+
 REQ_S = Metric("req_s", "throughput", "req/s", True)
 CPU_US = Metric("cpu_us", "server CPU", "us/req", False)
 SECONDS = Metric("seconds", "time", "s", False)
@@ -69,12 +73,20 @@ def summarize(
                     for r in raw
                     if r["point"] == point.id and r["loop"] == loop and "error" in r
                 ]
+                deferred = sum(
+                    1
+                    for r in raw
+                    if r["point"] == point.id
+                    and r["loop"] == loop
+                    and r.get("metrics", {}).get("ksoftirqd_share", 0.0) > SOFTIRQD_MODE
+                )
                 if vals:
                     cells[loop] = {
                         "median": statistics.median(vals),
                         "min": min(vals),
                         "max": max(vals),
                         "n": len(vals),
+                        "softirqd_runs": deferred,
                     }
                 elif errs:
                     cells[loop] = {"error": errs[0]}
@@ -123,9 +135,11 @@ def _cell(cell: dict[str, Any] | None, unit: str) -> str:
         return ""
     if "error" in cell:
         return "failed"
+    # † = most runs of this cell had loopback softirq work deferred to ksoftirqd (see notes).
+    mark = " †" if unit == "req/s" and 2 * cell.get("softirqd_runs", 0) > cell["n"] else ""
     if cell["n"] == 1:
-        return fmt(cell["median"], unit)
-    return f"{fmt(cell['median'], unit)} ({fmt(cell['min'], unit)}–{fmt(cell['max'], unit)})"
+        return fmt(cell["median"], unit) + mark
+    return f"{fmt(cell['median'], unit)} ({fmt(cell['min'], unit)}–{fmt(cell['max'], unit)}){mark}"
 
 
 def _metric_label(r: dict[str, Any]) -> str:
@@ -168,6 +182,21 @@ def format_table(rows: list[dict[str, Any]], loops: list[str]) -> str:
         ]
         lines.append("| " + " | ".join(line) + " |")
     return "\n".join(lines)
+
+
+def softirqd_note(rows: list[dict[str, Any]]) -> str | None:
+    if not any(
+        "†" in _cell(c, r["unit"])
+        for r in rows
+        if r["unit"] == "req/s"
+        for c in r["cells"].values()
+    ):
+        return None
+    return (
+        "† most runs of this cell had the kernel defer loopback packet processing to the "
+        "ksoftirqd thread of the benchmark vCPU, which then competes with server and client for "
+        "that vCPU: req/s is capped by the kernel there, server CPU us/req is not"
+    )
 
 
 def failures(rows: list[dict[str, Any]]) -> list[str]:
