@@ -110,7 +110,9 @@ def run_on_tideloop(coro: Awaitable[Any]) -> Any:
 
 
 # -- dispatch overhead -----------------------------------------------------------------------
-async def tideloop_dispatch(processes: int, fn: Callable[[int], Any] = noop) -> tuple[float, float]:
+async def tideloop_dispatch(
+    processes: int, fn: Callable[[int], Any] = noop
+) -> tuple[float, float]:
     async with Pool(processes, concurrency=64) as pool:
         await pool.map(fn, range(1000))  # warm up (imports, caches)
 
@@ -161,29 +163,17 @@ async def asyncio_dispatch() -> tuple[float, float]:
 
 def bench_dispatch(processes: int) -> list[tuple[str, tuple[float, float] | None]]:
     rows: list[tuple[str, tuple[float, float] | None]] = []
-    rows.append(
-        (
-            f"tideloop Pool({processes}).map, parent on tideloop",
-            run_on_tideloop(tideloop_dispatch(processes)),
-        )
-    )
-    rows.append(
-        (
-            f"tideloop Pool({processes}).map, parent on asyncio",
-            asyncio.run(tideloop_dispatch(processes)),
-        )
-    )
-    rows.append(
-        (
-            f"tideloop Pool({processes}).map, plain function, parent on tideloop",
-            run_on_tideloop(tideloop_dispatch(processes, noop_sync)),
-        )
-    )
+    rows.append((f"tideloop Pool({processes}).map, parent on tideloop",
+                 run_on_tideloop(tideloop_dispatch(processes))))
+    rows.append((f"tideloop Pool({processes}).map, parent on asyncio",
+                 asyncio.run(tideloop_dispatch(processes))))
+    rows.append((f"tideloop Pool({processes}).map, plain function, parent on tideloop",
+                 run_on_tideloop(tideloop_dispatch(processes, noop_sync))))
     rows.append((f"aiomultiprocess Pool({processes}).map", asyncio.run(aiomp_dispatch(processes))))
-    rows.append((f"ProcessPoolExecutor({processes}).map chunksize=1", ppe_dispatch(processes, 1)))
-    rows.append(
-        (f"ProcessPoolExecutor({processes}).map chunksize=256", ppe_dispatch(processes, 256))
-    )
+    rows.append((f"ProcessPoolExecutor({processes}).map chunksize=1",
+                 ppe_dispatch(processes, 1)))
+    rows.append((f"ProcessPoolExecutor({processes}).map chunksize=256",
+                 ppe_dispatch(processes, 256)))
     rows.append(("asyncio, one process, gather", asyncio.run(asyncio_dispatch())))
     return rows
 
@@ -250,9 +240,8 @@ def bench_roundtrip(processes: int) -> list[tuple[str, float | None]]:
 
 
 # -- scaling ---------------------------------------------------------------------------------
-async def scaling_run(
-    processes: int, fn: Callable[[int], Any], items: int, concurrency: int, n: int
-) -> float:
+async def scaling_run(processes: int, fn: Callable[[int], Any], items: int,
+                      concurrency: int, n: int) -> float:
     async with Pool(processes, concurrency=concurrency) as pool:
         await pool.map(noop, range(processes * 4))
         t = time.perf_counter()
@@ -306,9 +295,8 @@ def _http_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def _serve_http(workers: int, port: int) -> None:
-    run_workers(
-        http_main, workers=workers, listen=[("127.0.0.1", port)], loop_factory=_http_loop_factory()
-    )
+    run_workers(http_main, workers=workers, listen=[("127.0.0.1", port)],
+                loop_factory=_http_loop_factory())
 
 
 def bench_http(processes: int) -> list[tuple[str, float | None]]:
@@ -332,14 +320,11 @@ def bench_http(processes: int) -> list[tuple[str, float | None]]:
                     time.sleep(0.05)
             out = subprocess.run(
                 [wrk, "-t1", "-c50", "-d5s", f"http://127.0.0.1:{port}/"],
-                capture_output=True,
-                text=True,
-                timeout=30,
+                capture_output=True, text=True, timeout=30,
             ).stdout
             m = re.search(r"Requests/sec:\s+([\d.]+)", out)
-            rows.append(
-                (f"run_workers HTTP, {n} worker(s), wrk -t1 -c50", float(m.group(1)) if m else None)
-            )
+            rows.append((f"run_workers HTTP, {n} worker(s), wrk -t1 -c50",
+                         float(m.group(1)) if m else None))
         finally:
             server.terminate()
             server.wait(15)
@@ -355,10 +340,8 @@ def main() -> None:
     if a.what == "_serve":
         _serve_http(int(a.args[0]), int(a.args[1]))
         return
-    print(
-        f"# python {sys.version.split()[0]}, tideloop COMPILED={tideloop.COMPILED}, "
-        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
-    )
+    print(f"# python {sys.version.split()[0]}, tideloop COMPILED={tideloop.COMPILED}, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     if a.what in ("dispatch", "all"):
         print(f"\n## dispatch overhead, {N_ITEMS} trivial items\n")
         print("| runner | wall ms | wall us/item | CPU us/item (all processes) |")
@@ -368,10 +351,8 @@ def main() -> None:
                 print(f"| {name} | n/a | n/a | n/a |")
                 continue
             wall, cpu = t
-            print(
-                f"| {name} | {wall * 1e3:.1f} | {wall / N_ITEMS * 1e6:.2f} | "
-                f"{cpu / N_ITEMS * 1e6:.2f} |"
-            )
+            print(f"| {name} | {wall * 1e3:.1f} | {wall / N_ITEMS * 1e6:.2f} | "
+                  f"{cpu / N_ITEMS * 1e6:.2f} |")
     if a.what in ("roundtrip", "all"):
         print("\n## single-item round trip (median)\n")
         print("| runner | ms |\n|---|---|")
