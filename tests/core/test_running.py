@@ -365,6 +365,10 @@ def test_base_exception_keeps_the_rest_of_the_iteration(loop: asyncio.AbstractEv
 
 
 def test_nan_delay_runs_at_once(loop: asyncio.AbstractEventLoop) -> None:
+    if sys.version_info >= (3, 13) and not type(loop).__module__.startswith("tideloop"):
+        # 3.13's selector turns the NaN timeout into an int and raises ValueError from
+        # run_forever; tideloop keeps 3.11/3.12's "due at once" (docs/compat.md).
+        pytest.skip("asyncio 3.13 raises ValueError for a NaN timer delay")
     got: list[str] = []
     loop.call_later(float("nan"), got.append, "nan timer")
     loop.call_later(0.01, loop.stop)
