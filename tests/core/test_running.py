@@ -381,6 +381,16 @@ def test_base_exception_keeps_the_rest_of_the_iteration(loop: asyncio.AbstractEv
     loop.set_debug(False)
 
 
+def test_nan_delay_runs_at_once(loop: asyncio.AbstractEventLoop, loop_kind: str) -> None:
+    if loop_kind == "asyncio" and sys.version_info >= (3, 13):
+        pytest.skip("asyncio 3.13's selector raises ValueError for a NaN timeout")
+    got: list[str] = []
+    loop.call_later(float("nan"), got.append, "nan timer")
+    loop.call_later(0.01, loop.stop)
+    run_bounded(loop)
+    assert got == ["nan timer"]
+
+
 def test_infinite_delays(loop: asyncio.AbstractEventLoop) -> None:
     got: list[str] = []
     never = loop.call_later(float("inf"), got.append, "inf")
