@@ -400,3 +400,45 @@ def test_infinite_delays(loop: asyncio.AbstractEventLoop) -> None:
     run_bounded(loop)
     assert got == ["-inf"]
     assert never.when() == float("inf")
+
+
+class _Payload:
+    """Something a callback holds on to; a weakref to it tells whether the loop still does."""
+
+
+def test_close_drops_every_callback_reference(loop: asyncio.AbstractEventLoop) -> None:
+    import gc
+    import socket
+    import weakref
+
+    a, b = socket.socketpair()
+    try:
+        payloads = [_Payload() for _ in range(5)]
+        refs = [weakref.ref(p) for p in payloads]
+        loop.call_soon(id, payloads[0])
+        loop.call_later(10, id, payloads[1])
+        loop.call_at(loop.time() + 10, id, payloads[2])
+        loop.add_reader(a, id, payloads[3])
+        loop.add_writer(b, id, payloads[4])
+        del payloads
+        loop.close()
+        gc.collect()
+        assert [r() for r in refs] == [None] * 5
+    finally:
+        a.close()
+        b.close()
+
+
+def test_cancel_drops_the_callback_reference(loop: asyncio.AbstractEventLoop) -> None:
+    import gc
+    import weakref
+
+    p1, p2 = _Payload(), _Payload()
+    r1, r2 = weakref.ref(p1), weakref.ref(p2)
+    h1 = loop.call_soon(id, p1)
+    h2 = loop.call_later(10, id, p2)
+    del p1, p2
+    h1.cancel()
+    h2.cancel()  # still in the timer queue, but it must not keep its arguments alive
+    gc.collect()
+    assert r1() is None and r2() is None
