@@ -8,13 +8,12 @@ comes back exactly once: as a result, an error, a cancellation or a ``WorkerLost
 from __future__ import annotations
 
 import asyncio
-import os
 import pickle
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sized
 from typing import Any, Protocol
 
-from ._common import PICKLE_PROTOCOL, ErrorBlob, unpack_error
+from ._common import PICKLE_PROTOCOL, ErrorBlob, unpack_error, usable_cpus
 from ._progress import Progress
 from ._wire import CANCELLED, ERR, OK, STAR_ARGS, STAR_KW, STAR_ONE
 
@@ -370,7 +369,7 @@ class Pool:
         shutdown_timeout: float = 5.0,
     ) -> None:
         if processes is None:
-            processes = os.cpu_count() or 1
+            processes = usable_cpus()
         if processes < 1:
             raise ValueError("processes must be at least 1")
         if concurrency < 1:
