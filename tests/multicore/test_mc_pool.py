@@ -332,3 +332,22 @@ def test_leaving_the_block_with_an_unfinished_imap_does_not_hang(run_tl: Any) ->
             await it.__anext__()
 
     run_tl(main())
+
+
+def test_an_idle_pool_schedules_no_timers() -> None:
+    # Results are pushed through pipes the loop watches; nothing may poll on a timer.
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        async with Pool(2) as pool:
+            assert await pool.map(f.square, range(10)) == [x * x for x in range(10)]
+            await asyncio.sleep(0)
+            scheduled = loop._scheduled  # type: ignore[attr-defined]
+            ours = [h for h in scheduled if not h.cancelled() and "multicore" in repr(h)]
+            assert ours == []
+            assert [h for h in scheduled if not h.cancelled()]  # wait_for's own timer is seen
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(asyncio.wait_for(main(), 20))
+    finally:
+        loop.close()
