@@ -191,3 +191,11 @@ def test_a_main_that_cannot_load_is_fatal_not_restarted(run_tl: Any) -> None:
     main = functools.partial(needs_unloadable, _=_Unloadable())
     with pytest.raises(RuntimeError, match="cannot load this in the parent"):
         run_tl(supervise_workers(main, workers=2, handle_signals=False))
+
+
+async def exit_zero(worker: Worker) -> None:
+    os._exit(0)
+
+
+def test_exit_code_zero_is_an_end_not_a_crash(run_tl: Any) -> None:
+    assert run_tl(supervise_workers(exit_zero, workers=1, handle_signals=False)) == [None]

@@ -191,6 +191,9 @@ class _Supervisor:
                 self.stop()
         elif self.stopping or (outcome is not None and outcome[0]):
             slot.finished = True
+        elif outcome is None and returncode == 0:
+            # sys.exit(0) / os._exit(0) in main: the worker chose to end, not a crash.
+            slot.finished = True
         else:
             if outcome is not None:
                 why = f"main raised {unpack_error(outcome[1])!r}"
