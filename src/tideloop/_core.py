@@ -545,8 +545,8 @@ class LoopCore:
                 timeout = -2.0
         elif sched:
             timeout = _timer_of(sched[0])._when - _monotonic()
-            if timeout < 0.0:
-                timeout = 0.0
+            if not timeout > 0.0:
+                timeout = 0.0  # due, or NaN: asyncio's max(0, nan) runs such a timer at once
             elif timeout > MAX_TIMEOUT:
                 timeout = MAX_TIMEOUT
         else:

@@ -7,9 +7,10 @@ documented in docs/design.md (_add_reader/_remove_reader/..., call_soon, _transp
 from __future__ import annotations
 
 from ._loop import LoopBase
+from ._netloop import NetworkMixin  # network helper (issue 3)
 
 
-class EventLoop(LoopBase):
+class EventLoop(NetworkMixin, LoopBase):  # type: ignore[misc]  # typeshed's loop signatures
     """An asyncio event loop: use it wherever asyncio's own loop would run."""
 
 
