@@ -12,6 +12,7 @@ import itertools
 import os
 import pickle
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -358,3 +359,28 @@ def test_an_idle_pool_schedules_no_timers() -> None:
         loop.run_until_complete(asyncio.wait_for(main(), 20))
     finally:
         loop.close()
+
+
+def test_items_sent_to_an_unnoticed_dead_worker_are_redirected(run: Any) -> None:
+    async def main() -> None:
+        async with Pool(1) as pool:
+            victim = pool._backend.workers[0].pid  # type: ignore[attr-defined]
+            os.kill(victim, signal.SIGKILL)
+            # Wait for the death without letting the loop see it: the next dispatch writes
+            # into a pipe whose reader is gone (EPIPE), before the pidfd event is handled.
+            deadline = time.monotonic() + 10
+            while _alive(victim):
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+            assert await pool.map(f.square, range(20)) == [x * x for x in range(20)]
+            assert victim not in {w.pid for w in pool._backend.workers}  # type: ignore[attr-defined]
+
+    run(main())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

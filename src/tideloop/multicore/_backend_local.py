@@ -158,7 +158,15 @@ class LocalBackend:
         for w, batch in zip(open_workers, batches, strict=True):
             if not batch:
                 continue
-            w.chan.send(batch)
+            if not w.chan.send(batch):
+                # The worker died and we have not seen it yet (EPIPE): it never got these
+                # items, so they go back to their calls and on to another worker.
+                w.accepting = False
+                for msg in batch:
+                    item = w.inflight.pop(msg[1])
+                    item.where = None
+                    item.job.requeue(item)
+                continue
             w.sent += len(batch)
             if self.max_tasks is not None and w.sent >= self.max_tasks:
                 # It leaves after these; start its successor now so no capacity is lost.
