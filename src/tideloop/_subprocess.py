@@ -116,6 +116,25 @@ def _reap_blocking(pid: int, proc: Any) -> None:
         proc.returncode = os.waitstatus_to_exitcode(status)
 
 
+def _start_quiet_thread(target: Any, args: tuple[Any, ...], name: str) -> None:
+    """Start a daemon thread with every signal blocked.
+
+    The kernel may deliver a process-directed signal (Ctrl-C) to any thread that does not block
+    it; Python runs handlers in the main thread only, which would then sleep on in its poll until
+    something else woke it. Blocked here, the signal interrupts the main thread's poll instead.
+    The mask is set around start() so the thread is born with it (no window).
+    """
+    thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+    if not hasattr(signal, "pthread_sigmask"):
+        thread.start()
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    try:
+        thread.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 class ChildWatch:
     """Notices one child's exit and hands its code to ``transport._process_exited``.
 
@@ -147,9 +166,7 @@ class ChildWatch:
             loop._add_reader(self.pidfd, self._pidfd_ready)
         else:
             self._lock = threading.Lock()
-            threading.Thread(
-                target=self._thread_wait, name=f"tideloop-waitpid-{self.pid}", daemon=True
-            ).start()
+            _start_quiet_thread(self._thread_wait, (), f"tideloop-waitpid-{self.pid}")
 
     # -- pidfd mode --
 
@@ -233,12 +250,9 @@ class ChildWatch:
             code = _reap_nohang(self.pid, pidfd, self._proc)
             os.close(pidfd)  # the reactor is gone or going; no need to unregister
             if code is None:
-                threading.Thread(
-                    target=_reap_blocking,
-                    args=(self.pid, self._proc),
-                    name=f"tideloop-reap-{self.pid}",
-                    daemon=True,
-                ).start()
+                _start_quiet_thread(
+                    _reap_blocking, (self.pid, self._proc), f"tideloop-reap-{self.pid}"
+                )
             return
         if self._lock is None:
             return
