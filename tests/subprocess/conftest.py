@@ -20,7 +20,7 @@ LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
 
 def tideloop_factory() -> LoopFactory:
-    """tideloop.new_event_loop once the core is on main, else the mixin on asyncio's selector loop."""
+    """tideloop.new_event_loop once the core is merged, else the mixin on asyncio's selector."""
     try:
         import tideloop
 

@@ -203,7 +203,8 @@ def test_concurrent_wait(proc_loop_factory: LoopFactory) -> None:
 def test_cancel_while_creating_reaps_child(proc_loop_factory: LoopFactory, no_leaks: None) -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        task = asyncio.ensure_future(loop.subprocess_exec(asyncio.SubprocessProtocol, "sleep", "30"))
+        coro = loop.subprocess_exec(asyncio.SubprocessProtocol, "sleep", "30")
+        task = asyncio.ensure_future(coro)
         loop.call_soon(task.cancel)
         with pytest.raises(asyncio.CancelledError):
             await task
