@@ -1,0 +1,81 @@
+"""Every private piece of asyncio that tideloop touches, in one place.
+
+Invariant: nothing else in tideloop imports a private asyncio name; each item says which Python
+versions it was checked against, so a new CPython release means reading this file only.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from asyncio import constants as _constants
+from asyncio import coroutines, events, format_helpers
+from collections.abc import Callable
+from typing import Any
+
+PY312 = sys.version_info >= (3, 12)
+PY313 = sys.version_info >= (3, 13)
+PY314 = sys.version_info >= (3, 14)
+
+# Checked on 3.11.7, 3.12.1, 3.13.0: the C-accelerated setters when available.
+get_running_loop_or_none: Callable[[], Any] = events._get_running_loop
+set_running_loop: Callable[[Any], None] = events._set_running_loop
+
+# Checked on 3.11-3.13: reads PYTHONASYNCIODEBUG (and -X dev).
+is_debug_mode: Callable[[], bool] = coroutines._is_debug_mode  # type: ignore[attr-defined]
+
+# Checked on 3.11-3.13: FrameSummary list used for `_source_traceback` of handles.
+extract_stack: Callable[..., Any] = format_helpers.extract_stack
+
+# asyncio's own stack depth for coroutine origin tracking in debug mode (constants, 3.11-3.13).
+DEBUG_STACK_DEPTH: int = _constants.DEBUG_STACK_DEPTH
+
+# asyncio.Runner waits this long for the default executor (3.12+ passes it explicitly).
+THREAD_JOIN_TIMEOUT: float = getattr(_constants, "THREAD_JOIN_TIMEOUT", 300)
+
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def format_callback_source(callback: Any, args: Any, debug: bool) -> str:
+    """`<func(args) at file:line>` exactly as asyncio prints it in handle reprs and errors.
+
+    3.13 added the keyword-only `debug` (long argument reprs are cut unless debug is on);
+    3.11 and 3.12 take two positional arguments.
+    """
+    if PY313:
+        return format_helpers._format_callback_source(  # type: ignore[call-arg]
+            callback, args, debug=debug)
+    return format_helpers._format_callback_source(callback, args)
+
+
+def user_stack() -> Any:
+    """The calling stack as asyncio records it in debug mode, minus tideloop's own frames.
+
+    Compiled code has no Python frames and interpreted code does, so skipping by file keeps the
+    last entry at the user's call site in both modes.
+    """
+    f = sys._getframe(1)
+    while f is not None and f.f_code.co_filename.startswith(_PKG_DIR):
+        f = f.f_back  # type: ignore[assignment]
+    return extract_stack(f)
+
+
+def trim_tideloop_frames(tb: list[Any] | None) -> None:
+    """Drop trailing frames inside tideloop from a `_source_traceback` asyncio recorded itself."""
+    while tb and str(tb[-1][0]).startswith(_PKG_DIR):
+        del tb[-1]
+
+
+def set_task_name(task: Any, name: str | None) -> None:
+    """Name a task made by a custom task factory, tolerating factories' futures without set_name.
+
+    3.11/3.12 do this in tasks._set_task_name; 3.13.0 calls set_name(name) even for None, which
+    names the task 'None' (a CPython bug fixed later); we keep the factory's own name instead.
+    """
+    if name is None:
+        return
+    try:
+        set_name = task.set_name
+    except AttributeError:
+        return
+    set_name(name)

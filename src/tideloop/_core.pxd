@@ -1,0 +1,93 @@
+# Types for _core.py when Cython compiles it (pure Python mode). Reads like a header: the fields
+# every hot path touches are C fields, and the methods _run_once calls are C calls.
+cimport cython
+
+cdef class LoopCore
+
+
+@cython.freelist(256)
+cdef class Handle:
+    cdef public object _callback
+    cdef public object _args
+    cdef public bint _cancelled
+    cdef public LoopCore _loop
+    cdef public object _source_traceback
+    cdef public object _repr
+    cdef public object _context
+    cdef object __weakref__
+
+    cpdef cancel(self)
+    cpdef _run(self)
+
+
+cdef class TimerHandle(Handle):
+    cdef public double _when
+    cdef public bint _scheduled
+    cdef public Py_ssize_t _seq
+
+
+@cython.final
+cdef class _FdEntry:
+    cdef public Handle reader
+    cdef public Handle writer
+    cdef public object fileobj
+    cdef public int events
+
+
+cdef inline TimerHandle _timer_of(object entry)
+cdef inline _pop_timer(list heap)
+cdef _heapify(list heap)
+cdef inline bint _entry_lt(TimerHandle a, TimerHandle b)
+@cython.locals(pos=Py_ssize_t, parentpos=Py_ssize_t, parent=TimerHandle)
+cdef _heap_push(list heap, TimerHandle item)
+@cython.locals(pos=Py_ssize_t, parentpos=Py_ssize_t, child=Py_ssize_t, right=Py_ssize_t,
+               n=Py_ssize_t, last=TimerHandle, top=TimerHandle, parent=TimerHandle)
+cdef TimerHandle _heap_pop(list heap)
+
+cdef _init_handle(Handle h, object callback, object args, LoopCore loop, object context)
+@cython.locals(h=Handle)
+cdef Handle _new_handle(object callback, object args, LoopCore loop, object context)
+@cython.locals(h=TimerHandle)
+cdef TimerHandle _new_timer(double when, object callback, object args, LoopCore loop,
+                            object context)
+
+
+cdef class LoopCore:
+    cdef public list _ready
+    cdef object _ready_lock
+    cdef public bint _io_quiet
+    cdef public list _scheduled
+    cdef public Py_ssize_t _timer_seq
+    cdef public Py_ssize_t _timer_cancelled_count
+    cdef public bint _stopping
+    cdef public bint _closed
+    cdef public bint _debug
+    cdef public object _thread_id
+    cdef public object _current_handle
+    cdef public object _task_factory
+    cdef public double _clock_resolution
+    cdef public double slow_callback_duration
+    cdef public object _reactor
+    cdef public dict _fds
+    cdef public bint _wakeup_pending
+    cdef public int _wake_r
+    cdef public int _wake_w
+    cdef object __weakref__
+
+    cpdef double time(self)
+    @cython.locals(timer=TimerHandle)
+    cdef _call_at(self, double when, object callback, object args, object context, str method)
+    cpdef _write_to_self(self)
+    @cython.locals(entry=_FdEntry, h=Handle, old=Handle)
+    cdef Handle _add_fd_handler(self, int fd, object callback, object args, int event,
+                                object fileobj)
+    @cython.locals(entry=_FdEntry, old=Handle)
+    cdef bint _remove_fd_handler(self, int fd, int event) except -1
+    @cython.locals(entry=_FdEntry, h=Handle, mask=int, fd=int)
+    cdef _process_events(self, list events)
+    @cython.locals(sched=list, ready=list, kept=list, n=Py_ssize_t, i=Py_ssize_t,
+                   t=TimerHandle, h=Handle, timeout=double, end_time=double)
+    cpdef _run_once(self)
+    @cython.locals(n=Py_ssize_t, i=Py_ssize_t, h=Handle, t0=double, dt=double)
+    cdef _run_ready_debug(self, list ready)
+    cdef _requeue(self, list todo, Py_ssize_t start)

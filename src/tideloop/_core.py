@@ -1,0 +1,739 @@
+"""Loop core: handles, the timer heap, the ready queue, fd registrations and one loop iteration.
+
+Invariants: callbacks run only inside ``_run_once``; ready callbacks run in the order they were
+scheduled; timers become ready in order of (when, scheduling order), so timers due at the same time
+keep FIFO order; a cancelled handle never runs. This file is compiled by Cython in pure Python mode
+(types in ``_core.pxd``) and runs unchanged when interpreted.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import threading
+import time as _time
+from asyncio import Future, Task, coroutines
+from contextvars import copy_context
+from heapq import heapify, heappop, heappush
+from typing import Any
+
+from . import _compat
+from ._reactor import MAX_TIMEOUT, READ, WRITE
+
+try:
+    import cython
+except ImportError:  # pragma: no cover - interpreted without Cython installed
+    from . import _cython_shim as cython  # type: ignore[no-redef]
+
+if cython.compiled:
+    # C API shortcuts for the compiled core; the interpreted core uses the Python equivalents.
+    from cython.cimports.cpython.contextvars import (  # type: ignore[import-not-found]
+        PyContext_CopyCurrent,
+        PyContext_Enter,
+        PyContext_Exit,
+    )
+
+_monotonic = _time.monotonic
+
+# asyncio rebuilds the heap when more than half of at least 100 timers are cancelled
+# (base_events._MIN_SCHEDULED_TIMER_HANDLES / _MIN_CANCELLED_TIMER_HANDLES_FRACTION).
+_MIN_SCHEDULED_TIMER_HANDLES = 100
+
+COMPILED = not __file__.endswith((".py", ".pyc"))
+
+
+class Handle:
+    """A scheduled callback: the object ``call_soon`` and ``add_reader`` return."""
+
+    # Declared for mypy; the compiled core takes the field types from _core.pxd.
+    _callback: Any
+    _args: Any
+    _cancelled: bool
+    _loop: LoopCore
+    _source_traceback: Any
+    _repr: str | None
+    _context: Any
+
+    def __init__(self, callback: Any, args: Any, loop: Any, context: Any = None) -> None:
+        _init_handle(self, callback, args, loop, context)
+
+    def __repr__(self) -> str:
+        if self._repr is not None:
+            return str(self._repr)
+        return "<{}>".format(" ".join(self._repr_info()))
+
+    def _repr_info(self) -> list[str]:
+        info = [type(self).__name__]
+        if self._cancelled:
+            info.append("cancelled")
+        if self._callback is not None:
+            info.append(_compat.format_callback_source(self._callback, self._args,
+                                                       bool(self._loop._debug)))
+        if self._source_traceback:
+            frame = self._source_traceback[-1]
+            info.append(f"created at {frame[0]}:{frame[1]}")
+        return info
+
+    def get_context(self) -> Any:
+        return self._context
+
+    def cancel(self) -> None:
+        if not self._cancelled:
+            self._cancelled = True
+            if self._loop._debug:
+                # Keep a description: the slow-callback warning may still need it.
+                self._repr = repr(self)
+            self._callback = None
+            self._args = None
+
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def _run(self) -> None:
+        try:
+            if cython.compiled:
+                # Context.run without building the (callback, *args) tuple it needs.
+                ctx = self._context
+                PyContext_Enter(ctx)
+                try:
+                    self._callback(*self._args)
+                finally:
+                    PyContext_Exit(ctx)
+            else:
+                self._context.run(self._callback, *self._args)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop._report_callback_error(self, exc)
+
+
+class TimerHandle(Handle):
+    """A callback scheduled for a loop time: what ``call_later`` and ``call_at`` return."""
+
+    _when: float
+    _scheduled: bool
+    _seq: int
+
+    def __init__(self, when: float, callback: Any, args: Any, loop: Any,
+                 context: Any = None) -> None:
+        _init_handle(self, callback, args, loop, context)
+        self._when = when
+        self._scheduled = False
+
+    def _repr_info(self) -> list[str]:
+        info = Handle._repr_info(self)
+        info.insert(2 if self._cancelled else 1, f"when={self._when}")
+        return info
+
+    def __hash__(self) -> int:
+        return hash(self._when)
+
+    def __lt__(self, other: Any) -> bool:
+        if isinstance(other, TimerHandle):
+            return self._when < other._when
+        return NotImplemented
+
+    def __le__(self, other: Any) -> bool:
+        if isinstance(other, TimerHandle):
+            return self._when < other._when or self.__eq__(other)
+        return NotImplemented
+
+    def __gt__(self, other: Any) -> bool:
+        if isinstance(other, TimerHandle):
+            return self._when > other._when
+        return NotImplemented
+
+    def __ge__(self, other: Any) -> bool:
+        if isinstance(other, TimerHandle):
+            return self._when > other._when or self.__eq__(other)
+        return NotImplemented
+
+    def __eq__(self, other: Any) -> bool:
+        if isinstance(other, TimerHandle):
+            return (self._when == other._when and self._callback == other._callback
+                    and self._args == other._args and self._cancelled == other._cancelled)
+        return NotImplemented
+
+    def cancel(self) -> None:
+        if not self._cancelled:
+            if self._scheduled:
+                self._loop._timer_cancelled_count += 1
+        Handle.cancel(self)
+
+    def when(self) -> float:
+        return self._when
+
+
+def _init_handle(h: Handle, callback: Any, args: Any, loop: LoopCore, context: Any) -> None:
+    if context is None:
+        if cython.compiled:
+            context = PyContext_CopyCurrent()
+        else:
+            context = copy_context()
+    h._context = context
+    h._loop = loop
+    h._callback = callback
+    h._args = args
+    h._cancelled = False
+    h._repr = None
+    if loop._debug:
+        h._source_traceback = _compat.user_stack()
+    else:
+        h._source_traceback = None
+
+
+def _new_handle(callback: Any, args: Any, loop: LoopCore, context: Any) -> Handle:
+    # Skips Handle.__init__'s argument parsing: this is the hottest allocation in the loop.
+    h = Handle.__new__(Handle)
+    _init_handle(h, callback, args, loop, context)
+    return h
+
+
+def _new_timer(when: float, callback: Any, args: Any, loop: LoopCore, context: Any) -> TimerHandle:
+    h = TimerHandle.__new__(TimerHandle)
+    _init_handle(h, callback, args, loop, context)
+    h._when = when
+    h._scheduled = False
+    return h
+
+
+class _FdEntry:
+    """The loop's record of one registered fd: its reader, its writer and the kernel mask."""
+
+    reader: Handle | None
+    writer: Handle | None
+    fileobj: Any  # what the fd was registered through (int or file object)
+    events: int
+
+    def __init__(self) -> None:
+        self.reader = None
+        self.writer = None
+        self.fileobj = None
+        self.events = 0
+
+
+class LoopCore:
+    """Ready queue, timers, fd table and ``_run_once``; the rest of the loop is built on top."""
+
+    _ready: list[Handle]
+    _scheduled: list[Any]  # see _timer_of
+    _fds: dict[int, _FdEntry]
+    _reactor: Any
+    _debug: bool
+    _closed: bool
+    _thread_id: int | None
+
+    def __init__(self, reactor: Any) -> None:
+        self._reactor = None  # until the self-pipe exists, so a failed init closes nothing
+        # Callbacks to run, in order. _run_once swaps in a fresh list and runs the old one, so
+        # what callbacks schedule waits for the next iteration (asyncio's "ntodo" rule).
+        self._ready = []
+        # Guards that swap against call_soon_threadsafe from other threads in the interpreted
+        # core; compiled, both are single C sequences under the GIL and need no lock.
+        self._ready_lock = threading.Lock()
+        # True while poll() may be skipped when callbacks are ready: only the self-pipe is
+        # registered and no signal handler needs its bytes, so no I/O could be observed.
+        self._io_quiet = True
+        # Heap of (when, seq, TimerHandle): tuples compare in C and seq keeps equal times FIFO.
+        self._scheduled = []
+        self._timer_seq = 0
+        self._timer_cancelled_count = 0
+        self._stopping = False
+        self._closed = False
+        self._debug = False
+        self._thread_id = None
+        self._current_handle = None
+        self._task_factory = None
+        self._clock_resolution = _time.get_clock_info("monotonic").resolution
+        self.slow_callback_duration = 0.1
+        self._fds = {}
+        self._wakeup_pending = False
+        # Self-pipe: call_soon_threadsafe and signal.set_wakeup_fd write to _wake_w; the loop
+        # reads _wake_r. Non-blocking both ends: a full pipe already means "wake up".
+        self._wake_r, self._wake_w = os.pipe()
+        self._reactor = reactor
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._add_reader(self._wake_r, self._read_from_self)
+
+    # -- time and scheduling ---------------------------------------------------------------
+
+    def time(self) -> float:
+        return _monotonic()
+
+    def call_soon(self, callback: Any, *args: Any, context: Any = None) -> Handle:
+        if self._closed:
+            self._raise_closed()
+        if self._debug:
+            self._check_thread()
+            self._check_callback(callback, "call_soon")
+        elif not callable(callback):
+            self._check_callback(callback, "call_soon")
+        h = _new_handle(callback, args, self, context)
+        self._ready.append(h)
+        return h
+
+    def call_soon_threadsafe(self, callback: Any, *args: Any, context: Any = None) -> Handle:
+        if self._closed:
+            self._raise_closed()
+        if self._debug or not callable(callback):
+            self._check_callback(callback, "call_soon_threadsafe")
+        h = _new_handle(callback, args, self, context)
+        if cython.compiled:
+            self._ready.append(h)
+        else:
+            with self._ready_lock:
+                self._ready.append(h)
+        self._write_to_self()
+        return h
+
+    def call_later(self, delay: Any, callback: Any, *args: Any, context: Any = None) -> TimerHandle:
+        if delay is None:
+            raise TypeError("delay must not be None")
+        # asyncio's call_later delegates to call_at, and its errors name call_at().
+        return self._call_at(_monotonic() + delay, callback, args, context, "call_at")
+
+    def call_at(self, when: Any, callback: Any, *args: Any, context: Any = None) -> TimerHandle:
+        if when is None:
+            raise TypeError("when cannot be None")
+        return self._call_at(when, callback, args, context, "call_at")
+
+    def _call_at(self, when: float, callback: Any, args: Any, context: Any,
+                 method: str) -> TimerHandle:
+        if self._closed:
+            self._raise_closed()
+        if self._debug:
+            self._check_thread()
+            self._check_callback(callback, method)
+        elif not callable(callback):
+            self._check_callback(callback, method)
+        timer = _new_timer(when, callback, args, self, context)
+        self._timer_seq += 1
+        timer._seq = self._timer_seq
+        if cython.compiled:
+            _heap_push(self._scheduled, timer)
+        else:
+            heappush(self._scheduled, (timer._when, self._timer_seq, timer))
+        timer._scheduled = True
+        return timer
+
+    def _raise_closed(self) -> None:
+        raise RuntimeError("Event loop is closed")
+
+    def _check_closed(self) -> None:
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+
+    def _check_callback(self, callback: Any, method: str) -> None:
+        if coroutines.iscoroutine(callback) or _is_coroutine_function(callback):
+            raise TypeError(f"coroutines cannot be used with {method}()")
+        if not callable(callback):
+            raise TypeError(f"a callable object was expected by {method}(), got {callback!r}")
+
+    def _check_thread(self) -> None:
+        if self._thread_id is None:
+            return
+        if threading.get_ident() != self._thread_id:
+            raise RuntimeError("Non-thread-safe operation invoked on an event loop other "
+                               "than the current one")
+
+    def _write_to_self(self) -> None:
+        # One byte per sleep is enough: _read_from_self clears the flag only after draining,
+        # so a set flag always means a byte is (or is about to be) in the pipe.
+        if self._wakeup_pending:
+            return
+        self._wakeup_pending = True
+        try:
+            os.write(self._wake_w, b"\0")
+        except OSError:
+            pass  # full pipe (a wake-up is already queued) or closing loop
+
+    def _read_from_self(self) -> None:
+        while True:
+            try:
+                data = os.read(self._wake_r, 4096)
+            except InterruptedError:
+                continue
+            except OSError:
+                break
+            if not data:
+                break
+            for b in data:
+                if b:
+                    # A non-zero byte is a signal number written by signal.set_wakeup_fd.
+                    self._handle_signal(b)
+            if len(data) < 4096:
+                break
+        self._wakeup_pending = False
+
+    def _handle_signal(self, sig: int) -> None:
+        pass  # signals are dispatched by the public loop layer, which overrides this
+
+    # -- tasks and futures -----------------------------------------------------------------
+
+    def create_future(self) -> Future[Any]:
+        return Future(loop=self)  # type: ignore[arg-type]
+
+    def create_task(self, coro: Any, *, name: Any = None, context: Any = None,
+                    **kwargs: Any) -> Any:
+        if self._closed:
+            self._raise_closed()
+        if self._task_factory is None:
+            task = Task(coro, loop=self, name=name, context=context,  # type: ignore[arg-type]
+                        **kwargs)
+            tb = getattr(task, "_source_traceback", None)
+            if tb:
+                _compat.trim_tideloop_frames(tb)
+        else:
+            if context is None:
+                task = self._task_factory(self, coro, **kwargs)
+            else:
+                task = self._task_factory(self, coro, context=context, **kwargs)
+            _compat.set_task_name(task, name)
+        return task
+
+    # -- file descriptors ------------------------------------------------------------------
+
+    def _add_reader(self, fd: Any, callback: Any, *args: Any) -> Handle:
+        return self._add_fd_handler(self._fd_of(fd), callback, args, READ, fd)
+
+    def _add_writer(self, fd: Any, callback: Any, *args: Any) -> Handle:
+        return self._add_fd_handler(self._fd_of(fd), callback, args, WRITE, fd)
+
+    def _remove_reader(self, fd: Any) -> bool:
+        return self._remove_fd_handler(self._fd_of(fd), READ)
+
+    def _remove_writer(self, fd: Any) -> bool:
+        return self._remove_fd_handler(self._fd_of(fd), WRITE)
+
+    def _fd_of(self, fileobj: Any) -> int:
+        """The fd of an int or a file object; a closed object is found by identity (selectors)."""
+        if type(fileobj) is int and fileobj >= 0:
+            return int(fileobj)
+        try:
+            return _fileobj_to_fd(fileobj)
+        except ValueError:
+            # A socket closed after registration reports fileno() == -1: asyncio's selector
+            # still finds its registration through the object itself, and so do we.
+            for fd, entry in self._fds.items():
+                if entry.fileobj is fileobj:
+                    return int(fd)
+            raise
+
+    def _add_fd_handler(self, fd: int, callback: Any, args: Any, event: int,
+                        fileobj: Any) -> Handle:
+        if self._closed:
+            self._raise_closed()
+        if fd < 0:
+            raise ValueError(f"Invalid file descriptor: {fd}")
+        h = _new_handle(callback, args, self, None)
+        entry = self._fds.get(fd)
+        if entry is None:
+            entry = _FdEntry()
+            self._reactor.register(fd, event)
+            entry.events = event
+            self._fds[fd] = entry
+            self._update_io_quiet()
+        elif not entry.events & event:
+            # Sticky registrations: the kernel is only told when the interest mask changes.
+            self._reactor.modify(fd, entry.events | event)
+            entry.events |= event
+        entry.fileobj = fileobj
+        if event == READ:
+            old = entry.reader
+            entry.reader = h
+        else:
+            old = entry.writer
+            entry.writer = h
+        if old is not None:
+            old.cancel()
+        return h
+
+    def _remove_fd_handler(self, fd: int, event: int) -> bool:
+        if self._closed:
+            return False
+        entry = self._fds.get(fd)
+        if entry is None or not entry.events & event:
+            return False
+        if event == READ:
+            old = entry.reader
+            entry.reader = None
+        else:
+            old = entry.writer
+            entry.writer = None
+        entry.events &= ~event
+        if entry.events:
+            self._reactor.modify(fd, entry.events)
+        else:
+            del self._fds[fd]
+            self._reactor.unregister(fd)
+            self._update_io_quiet()
+        if old is not None:
+            old.cancel()
+            return True
+        return False
+
+    def _update_io_quiet(self) -> None:
+        self._io_quiet = len(self._fds) <= 1 and not self._signals_watched()
+
+    def _signals_watched(self) -> bool:
+        return False  # the public loop layer, which owns signal handlers, overrides this
+
+    def _process_events(self, events: list[tuple[int, int]]) -> None:
+        fds = self._fds
+        ready = self._ready
+        for fd, mask in events:
+            entry = fds.get(fd)
+            if entry is None:
+                continue
+            if mask & READ:
+                h = entry.reader
+                if h is not None:
+                    if h._cancelled:
+                        self._remove_fd_handler(fd, READ)
+                    else:
+                        ready.append(h)
+            if mask & WRITE:
+                h = entry.writer
+                if h is not None:
+                    if h._cancelled:
+                        self._remove_fd_handler(fd, WRITE)
+                    else:
+                        ready.append(h)
+
+    # -- running ---------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def _run_forever_inner(self) -> None:
+        while True:
+            self._run_once()
+            if self._stopping:
+                break
+
+    def _run_once(self) -> None:
+        """One iteration: drop cancelled timers, wait for I/O, move due timers, run what's ready."""
+        sched = self._scheduled
+        ready = self._ready
+        n = len(sched)
+        if n > _MIN_SCHEDULED_TIMER_HANDLES and self._timer_cancelled_count * 2 > n:
+            # Mostly cancelled: rebuild once instead of popping them one by one later.
+            kept = []
+            for entry in sched:
+                if _timer_of(entry)._cancelled:
+                    _timer_of(entry)._scheduled = False
+                else:
+                    kept.append(entry)
+            _heapify(kept)
+            self._scheduled = sched = kept
+            self._timer_cancelled_count = 0
+        else:
+            while sched:
+                t = _timer_of(sched[0])
+                if not t._cancelled:
+                    break
+                _pop_timer(sched)
+                self._timer_cancelled_count -= 1
+                t._scheduled = False
+
+        if ready or self._stopping:
+            timeout = 0.0
+            if self._io_quiet:
+                # Nothing but the self-pipe is watched: a poll could only find wake-up bytes
+                # for callbacks that are already in _ready. Skip the syscall.
+                timeout = -2.0
+        elif sched:
+            timeout = _timer_of(sched[0])._when - _monotonic()
+            if timeout < 0.0:
+                timeout = 0.0
+            elif timeout > MAX_TIMEOUT:
+                timeout = MAX_TIMEOUT
+        else:
+            timeout = -1.0
+        if timeout != -2.0:
+            events = self._reactor.poll(timeout)
+            if events:
+                self._process_events(events)
+
+        if sched:
+            end_time = _monotonic() + self._clock_resolution
+            while sched:
+                t = _timer_of(sched[0])
+                if t._when >= end_time:
+                    break
+                _pop_timer(sched)
+                t._scheduled = False
+                ready.append(t)
+
+        if not ready:
+            return
+        if cython.compiled:
+            self._ready = []
+        else:
+            with self._ready_lock:
+                self._ready = []
+        if self._debug:
+            self._run_ready_debug(ready)
+            return
+        i = 0
+        n = len(ready)
+        try:
+            while i < n:
+                h = ready[i]
+                i += 1
+                if not h._cancelled:
+                    h._run()
+        except BaseException:
+            # SystemExit/KeyboardInterrupt unwinding run_forever: what did not run yet stays
+            # first in line for the next run, as it would in asyncio's deque.
+            self._requeue(ready, i)
+            raise
+
+    def _requeue(self, todo: list[Any], start: int) -> None:
+        if start < len(todo):
+            self._ready[0:0] = todo[start:]
+
+    def _run_ready_debug(self, ready: list[Any]) -> None:
+        i = 0
+        n = len(ready)
+        while i < n:
+            h = ready[i]
+            i += 1
+            if h._cancelled:
+                continue
+            self._current_handle = h
+            t0 = _monotonic()
+            try:
+                h._run()
+            except BaseException:
+                self._requeue(ready, i)
+                raise
+            finally:
+                dt = _monotonic() - t0
+                self._current_handle = None
+            if dt >= self.slow_callback_duration:
+                self._log_slow_callback(h, dt)
+
+    def _log_slow_callback(self, handle: Any, seconds: float) -> None:
+        pass  # overridden by the public loop layer (logging lives there)
+
+    def _report_callback_error(self, handle: Any, exc: BaseException) -> None:
+        pass  # overridden by the public loop layer
+
+    def _close_core(self) -> None:
+        """Forget every callback and release the reactor and the self-pipe (idempotent)."""
+        self._closed = True
+        if self._reactor is None:
+            return  # __init__ failed before owning anything
+        self._ready.clear()
+        for item in self._scheduled:
+            _timer_of(item)._scheduled = False
+        self._scheduled = []
+        self._timer_cancelled_count = 0
+        for entry in self._fds.values():
+            if entry.reader is not None:
+                entry.reader.cancel()
+            if entry.writer is not None:
+                entry.writer.cancel()
+        self._fds.clear()
+        if self._wake_r >= 0:
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self._wake_r = self._wake_w = -1
+        self._reactor.close()
+
+
+# The timer heap, ordered by (when, seq). Interpreted, it holds (when, seq, handle) tuples for
+# heapq, the fastest heap plain Python has. Compiled, it holds the handles themselves and these
+# functions compare their C fields: no tuple per timer and no Python-level comparisons.
+
+
+def _timer_of(entry: Any) -> TimerHandle:
+    if cython.compiled:
+        return entry  # type: ignore[no-any-return]
+    return entry[2]  # type: ignore[no-any-return]
+
+
+def _pop_timer(heap: list[Any]) -> None:
+    if cython.compiled:
+        _heap_pop(heap)
+    else:
+        heappop(heap)
+
+
+def _heapify(heap: list[Any]) -> None:
+    if cython.compiled:
+        items = heap[:]
+        del heap[:]
+        for item in items:
+            _heap_push(heap, item)
+    else:
+        heapify(heap)
+
+
+def _entry_lt(a: TimerHandle, b: TimerHandle) -> bool:
+    if a._when != b._when:
+        return a._when < b._when
+    return a._seq < b._seq
+
+
+def _heap_push(heap: list[Any], item: Any) -> None:
+    heap.append(item)
+    pos = len(heap) - 1
+    while pos > 0:
+        parentpos = (pos - 1) >> 1
+        parent = heap[parentpos]
+        if not _entry_lt(item, parent):
+            break
+        heap[pos] = parent
+        pos = parentpos
+    heap[pos] = item
+
+
+def _heap_pop(heap: list[Any]) -> Any:
+    last = heap.pop()
+    if not heap:
+        return last
+    top = heap[0]
+    # Floyd's variant (as heapq does): move the smaller child up all the way to a leaf, then
+    # sift the former last item up from there; fewer comparisons than a classic sift-down.
+    n = len(heap)
+    pos = 0
+    child = 1
+    while child < n:
+        right = child + 1
+        if right < n and not _entry_lt(heap[child], heap[right]):
+            child = right
+        heap[pos] = heap[child]
+        pos = child
+        child = 2 * pos + 1
+    while pos > 0:
+        parentpos = (pos - 1) >> 1
+        parent = heap[parentpos]
+        if not _entry_lt(last, parent):
+            break
+        heap[pos] = parent
+        pos = parentpos
+    heap[pos] = last
+    return top
+
+
+def _fileobj_to_fd(fileobj: Any) -> int:
+    """An fd from an int or an object with fileno(), with the errors selectors gives."""
+    if isinstance(fileobj, int):
+        fd = int(fileobj)
+    else:
+        try:
+            fd = int(fileobj.fileno())
+        except (AttributeError, TypeError, ValueError):
+            raise ValueError(f"Invalid file object: {fileobj!r}") from None
+    if fd < 0:
+        raise ValueError(f"Invalid file descriptor: {fd}")
+    return fd
+
+
+def _is_coroutine_function(func: Any) -> bool:
+    # What asyncio's debug check looks for; inspect's version also sees markcoroutinefunction
+    # and, unlike asyncio.iscoroutinefunction, is not deprecated on 3.14.
+    return inspect.iscoroutinefunction(func)

@@ -1,0 +1,14 @@
+"""Stand-in for the ``cython`` module when tideloop runs interpreted without Cython installed.
+
+Invariant: ``compiled`` is False here, so every ``if cython.compiled:`` branch is skipped.
+"""
+
+compiled = False
+
+
+def freelist(n: int):  # type: ignore[no-untyped-def]
+    return lambda cls: cls
+
+
+def final(cls):  # type: ignore[no-untyped-def]
+    return cls

@@ -1,0 +1,43 @@
+"""Chooses the compiled or the interpreted core before anything imports it.
+
+Invariant: with TIDELOOP_NO_EXTENSIONS set, every module listed in HOT_MODULES is loaded from its
+.py source even where a compiled .so sits beside it (Python would otherwise prefer the .so).
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import os
+import sys
+from types import ModuleType
+
+# Mirrors COMPILED_MODULES in setup.py.
+HOT_MODULES = ("tideloop._core",)
+
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def extensions_disabled() -> bool:
+    return os.environ.get("TIDELOOP_NO_EXTENSIONS", "").lower() not in ("", "0", "false", "no")
+
+
+class _SourceOnlyFinder(importlib.abc.MetaPathFinder):
+    """Finds tideloop's hot modules as .py files, ahead of the extension-module finder."""
+
+    def find_spec(self, fullname: str, path: object = None,
+                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in HOT_MODULES:
+            return None
+        source = os.path.join(_PKG_DIR, fullname.rpartition(".")[2] + ".py")
+        return importlib.util.spec_from_file_location(fullname, source)
+
+
+def install_source_finder() -> None:
+    if not any(isinstance(f, _SourceOnlyFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _SourceOnlyFinder())
+
+
+if extensions_disabled():
+    install_source_finder()
