@@ -20,18 +20,23 @@ LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
 
 def tideloop_factory() -> LoopFactory:
-    """tideloop.new_event_loop once the core is merged, else the mixin on asyncio's selector."""
+    """tideloop.new_event_loop once EventLoop composes SubprocessMixin; until then the mixin on
+    top of tideloop.EventLoop (or of asyncio's selector loop, before the core existed)."""
+    from tideloop._procloop import SubprocessMixin
+
     try:
         import tideloop
 
-        return tideloop.new_event_loop  # type: ignore[attr-defined, no-any-return]
+        base: type = tideloop.EventLoop
     except (ImportError, AttributeError):
-        from tideloop._procloop import SubprocessMixin
+        base = asyncio.SelectorEventLoop
+    if issubclass(base, SubprocessMixin):
+        return tideloop.new_event_loop  # type: ignore[no-any-return]
 
-        class _DevLoop(SubprocessMixin, asyncio.SelectorEventLoop):  # type: ignore[misc]
-            pass
+    class _DevLoop(SubprocessMixin, base):  # type: ignore[misc, valid-type]
+        pass
 
-        return _DevLoop
+    return _DevLoop
 
 
 @pytest.fixture(params=["asyncio", "tideloop"])

@@ -241,15 +241,12 @@ _CTRL_C_SCRIPT = textwrap.dedent(
         if kind == "tideloop-thread":
             from tideloop import _subprocess
             _subprocess.use_pidfd = False
-        try:
-            import tideloop
-            run = tideloop.run
-        except AttributeError:
-            run = None
-        if run is not None:
-            run(main())
-        else:
-            with asyncio.Runner(loop_factory=tideloop_factory()) as runner:
+        import tideloop
+        factory = tideloop_factory()
+        if factory is tideloop.new_event_loop:
+            tideloop.run(main())
+        else:  # SubprocessMixin not composed into tideloop.EventLoop yet
+            with asyncio.Runner(loop_factory=factory) as runner:
                 runner.run(main())
     """
 )
