@@ -7,9 +7,10 @@ documented in docs/design.md (_add_reader/_remove_reader/..., call_soon, _transp
 from __future__ import annotations
 
 from ._loop import LoopBase
+from ._procloop import SubprocessMixin
 
 
-class EventLoop(LoopBase):
+class EventLoop(SubprocessMixin, LoopBase):  # type: ignore[misc]  # as LoopBase: typeshed vs LoopCore
     """An asyncio event loop: use it wherever asyncio's own loop would run."""
 
 

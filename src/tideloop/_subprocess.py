@@ -17,8 +17,6 @@ import warnings
 from asyncio.log import logger
 from typing import Any
 
-from ._pipes import ReadPipeTransport, WritePipeTransport
-
 __all__ = ["SubprocessTransport", "ChildWatch", "pidfd_supported"]
 
 # No module state changes after import: the capability probes below hold in a forked child too,
@@ -298,11 +296,6 @@ class _PipeProto(asyncio.Protocol):
         self.proc._pipe_data_received(self.fd, data)
 
 
-def _set_result_unless_cancelled(fut: asyncio.Future[Any], result: Any) -> None:
-    if not fut.cancelled():
-        fut.set_result(result)
-
-
 class SubprocessTransport(asyncio.SubprocessTransport):
     """A child process started by ``subprocess.Popen`` with every POSIX Popen argument."""
 
@@ -369,47 +362,38 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         register = getattr(loop, "_tl_remember_child", None)
         if register is not None:
             register(self._watch)
-        self._connect_pipes(waiter)
+        loop.create_task(self._connect_pipes(waiter))
 
-    def _connect_pipes(self, waiter: asyncio.Future[Any] | None) -> None:
-        # Our own pipe transports are built directly (asyncio goes through connect_*_pipe and a
-        # task): each one schedules its connection_made and its reader with call_soon, so they all
-        # run before the protocol's connection_made below, and no data precedes it.
+    async def _connect_pipes(self, waiter: asyncio.Future[Any] | None) -> None:
+        # Through the loop's public connect_*_pipe, as asyncio does, so a loop subclass (or a test
+        # wrapping them) sees every pipe. Pipe events that arrive before the protocol's
+        # connection_made are queued in _pending_calls and replayed right after it.
         proc = self._proc
         loop = self._loop
         try:
-            for fd, pipe, cls in (
-                (0, proc.stdin, WritePipeTransport),
-                (1, proc.stdout, ReadPipeTransport),
-                (2, proc.stderr, ReadPipeTransport),
-            ):
-                if pipe is None:
-                    continue
-                proto = _PipeProto(self, fd)
-                try:
-                    proto.pipe = cls(loop, pipe, proto)
-                except BaseException:
-                    pipe.close()
-                    del self._pipes[fd]  # never connected: must not hold up connection_lost
-                    raise
-                self._pipes[fd] = proto
+            if proc.stdin is not None:
+                _, pipe = await loop.connect_write_pipe(lambda: _PipeProto(self, 0), proc.stdin)
+                self._pipes[0] = pipe
+            if proc.stdout is not None:
+                _, pipe = await loop.connect_read_pipe(lambda: _PipeProto(self, 1), proc.stdout)
+                self._pipes[1] = pipe
+            if proc.stderr is not None:
+                _, pipe = await loop.connect_read_pipe(lambda: _PipeProto(self, 2), proc.stderr)
+                self._pipes[2] = pipe
+
+            assert self._pending_calls is not None
+            loop.call_soon(self._protocol.connection_made, self)
+            for callback, data in self._pending_calls:
+                loop.call_soon(callback, *data)
+            self._pending_calls = None
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            for fd, p in list(self._pipes.items()):
-                if p is None:
-                    del self._pipes[fd]
-            if waiter is not None:
-                loop.call_soon(_set_exception_unless_cancelled, waiter, exc)
-            return
-
-        loop.call_soon(self._protocol.connection_made, self)
-        pending, self._pending_calls = self._pending_calls, None
-        assert pending is not None
-        for callback, data in pending:
-            loop.call_soon(callback, *data)
-        if waiter is not None:
-            loop.call_soon(_set_result_unless_cancelled, waiter, None)
+            if waiter is not None and not waiter.cancelled():
+                waiter.set_exception(exc)
+        else:
+            if waiter is not None and not waiter.cancelled():
+                waiter.set_result(None)
 
     def __repr__(self) -> str:
         info = [self.__class__.__name__]
@@ -561,8 +545,3 @@ class SubprocessTransport(asyncio.SubprocessTransport):
             self._loop = None
             self._proc = None
             self._protocol = None
-
-
-def _set_exception_unless_cancelled(fut: asyncio.Future[Any], exc: BaseException) -> None:
-    if not fut.cancelled():
-        fut.set_exception(exc)
