@@ -651,7 +651,7 @@ class LoopCore:
 
 def _timer_of(entry: Any) -> TimerHandle:
     if cython.compiled:
-        return entry  # type: ignore[no-any-return]
+        return cython.cast(TimerHandle, entry)  # type: ignore[no-any-return]
     return entry[2]  # type: ignore[no-any-return]
 
 
@@ -678,12 +678,15 @@ def _entry_lt(a: TimerHandle, b: TimerHandle) -> bool:
     return a._seq < b._seq
 
 
+# Heap indexes are in range by construction: no bounds or negative-index checks.
+@cython.boundscheck(False)
+@cython.wraparound(False)
 def _heap_push(heap: list[Any], item: Any) -> None:
     heap.append(item)
     pos = len(heap) - 1
     while pos > 0:
         parentpos = (pos - 1) >> 1
-        parent = heap[parentpos]
+        parent = cython.cast(TimerHandle, heap[parentpos])
         if not _entry_lt(item, parent):
             break
         heap[pos] = parent
@@ -691,11 +694,13 @@ def _heap_push(heap: list[Any], item: Any) -> None:
     heap[pos] = item
 
 
+@cython.boundscheck(False)
+@cython.wraparound(False)
 def _heap_pop(heap: list[Any]) -> Any:
-    last = heap.pop()
+    last = cython.cast(TimerHandle, heap.pop())
     if not heap:
         return last
-    top = heap[0]
+    top = cython.cast(TimerHandle, heap[0])
     # Floyd's variant (as heapq does): move the smaller child up all the way to a leaf, then
     # sift the former last item up from there; fewer comparisons than a classic sift-down.
     n = len(heap)
@@ -703,14 +708,15 @@ def _heap_pop(heap: list[Any]) -> Any:
     child = 1
     while child < n:
         right = child + 1
-        if right < n and not _entry_lt(heap[child], heap[right]):
+        if right < n and not _entry_lt(cython.cast(TimerHandle, heap[child]),
+                                        cython.cast(TimerHandle, heap[right])):
             child = right
         heap[pos] = heap[child]
         pos = child
         child = 2 * pos + 1
     while pos > 0:
         parentpos = (pos - 1) >> 1
-        parent = heap[parentpos]
+        parent = cython.cast(TimerHandle, heap[parentpos])
         if not _entry_lt(last, parent):
             break
         heap[pos] = parent
