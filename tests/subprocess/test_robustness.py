@@ -303,3 +303,27 @@ def test_fork_child_runs_its_own_loop(loop_factory: LoopFactory) -> None:
         return os.waitstatus_to_exitcode(status)
 
     assert run(loop_factory, main()) == 7
+
+
+def test_sigchld_ignored_status_lost_nothing_hangs(
+    proc_loop_factory: LoopFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With SIGCHLD set to SIG_IGN the kernel reaps children itself: the status is gone, and the
+    loop must still finish every wait (255, as asyncio reports a lost status)."""
+    if not is_tideloop(proc_loop_factory) and sys.version_info >= (3, 12):
+        pytest.skip("asyncio 3.12+ may raise ProcessLookupError from pidfd_open here")
+
+    async def main() -> tuple[int, int, bytes]:
+        proc = await asyncio.create_subprocess_exec(SH, "-c", "exit 3")
+        first = await proc.wait()
+        proc = await asyncio.create_subprocess_exec(SH, "-c", "echo hi", stdout=subprocess.PIPE)
+        out, _ = await proc.communicate()
+        assert proc.returncode is not None
+        return first, proc.returncode, out
+
+    old = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        with caplog.at_level("ERROR", logger="asyncio"):  # the 255 warning is expected
+            assert run(proc_loop_factory, main(), timeout=10) == (255, 255, b"hi\n")
+    finally:
+        signal.signal(signal.SIGCHLD, old)
