@@ -141,7 +141,7 @@ class ChildWatch:
     the loop with call_soon_threadsafe. Either way the loop may run in any thread.
     """
 
-    __slots__ = ("_loop", "_transport", "_proc", "pid", "pidfd", "_lock", "_state", "__weakref__")
+    __slots__ = ("_loop", "_transport", "_proc", "pid", "pidfd", "_lock", "_state", "_code")
 
     # states of the thread mode, guarded by _lock
     _WAITING, _POSTED, _DONE, _DETACHED = range(4)
@@ -154,6 +154,7 @@ class ChildWatch:
         self.pidfd = -1
         self._lock: threading.Lock | None = None
         self._state = self._WAITING
+        self._code: int | None = None  # thread mode without WNOWAIT: the status the thread reaped
         if use_pidfd:
             try:
                 self.pidfd = os.pidfd_open(self.pid)
@@ -191,6 +192,7 @@ class ChildWatch:
             pass  # reaped elsewhere; _reap_nohang on the loop thread sorts it out
         assert self._lock is not None
         with self._lock:
+            self._code = code
             if self._state == self._WAITING:
                 try:
                     self._loop.call_soon_threadsafe(self._thread_exited, code)
@@ -257,8 +259,11 @@ class ChildWatch:
         with self._lock:
             state, self._state = self._state, self._DETACHED
         if state == self._POSTED:
-            # the exit was posted but the loop will never run the callback: reap here
-            _reap_nohang(self.pid, -1, self._proc)
+            # the exit was posted but the loop will never run the callback: finish here
+            if self._code is None:
+                _reap_nohang(self.pid, -1, self._proc)
+            elif self._proc.returncode is None:
+                self._proc.returncode = self._code
         # _WAITING: the thread sees _DETACHED when the child exits and reaps it itself
 
 

@@ -327,3 +327,43 @@ def test_sigchld_ignored_status_lost_nothing_hangs(
             assert run(proc_loop_factory, main(), timeout=10) == (255, 255, b"hi\n")
     finally:
         signal.signal(signal.SIGCHLD, old)
+
+
+def test_waitpid_thread_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The path for systems with neither pidfd nor waitid(WNOWAIT) (macOS): the waiter thread
+    reaps with a blocking waitpid and hands the status over."""
+    from tideloop import _subprocess
+
+    from .conftest import tideloop_factory
+
+    monkeypatch.setattr(_subprocess, "use_pidfd", False)
+    monkeypatch.setattr(_subprocess, "_WAITID_NOWAIT", False)
+    holder: list[Any] = []
+
+    async def main() -> list[int]:
+        codes = await asyncio.gather(
+            *[
+                (await asyncio.create_subprocess_exec(SH, "-c", f"exit {i}")).wait()
+                for i in range(20)
+            ]
+        )
+        proc = await asyncio.create_subprocess_exec("sleep", "30")
+        proc.kill()
+        codes.append(await proc.wait())
+        holder.append(await asyncio.create_subprocess_exec("sleep", "30"))  # outlives the loop
+        return codes
+
+    assert run(tideloop_factory(), main()) == [*range(20), -signal.SIGKILL]
+    (proc,) = holder
+    popen = proc._transport.get_extra_info("subprocess")
+    os.kill(proc.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while popen.returncode is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert popen.returncode == -signal.SIGKILL
+    assert zombies() == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        holder.clear()
+        del proc
+        gc.collect()
