@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._pipes import ReadPipeTransport, WritePipeTransport
-from ._subprocess import ChildWatch, SubprocessTransport
+from ._subprocess import ChildWatch, SubprocessTransport, start_popen_off_loop
 
 __all__ = ["SubprocessMixin"]
 
@@ -152,10 +152,17 @@ class SubprocessMixin:
         extra: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> SubprocessTransport:
+        proc = None
+        if kwargs.get("preexec_fn") is not None:
+            # Popen returns only after preexec_fn ran in the child: keep the loop serving meanwhile
+            # (asyncio and uvloop block here).
+            proc = await start_popen_off_loop(
+                self, args, shell, stdin, stdout, stderr, bufsize, kwargs
+            )
         waiter = self.create_future()
         transport = SubprocessTransport(
             self, protocol, args, shell, stdin, stdout, stderr, bufsize,
-            waiter=waiter, extra=extra, **kwargs,
+            waiter=waiter, extra=extra, _popen=proc, **kwargs,
         )  # fmt: skip
         try:
             await waiter

@@ -267,6 +267,73 @@ class ChildWatch:
         # _WAITING: the thread sees _DETACHED when the child exits and reaps it itself
 
 
+def popen(
+    args: Any, shell: bool, stdin: Any, stdout: Any, stderr: Any, bufsize: int, kwargs: Any
+) -> Any:
+    # Looked up on the module at call time so that mock.patch('subprocess.Popen') works.
+    return subprocess.Popen(
+        args,
+        shell=shell,
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        universal_newlines=False,
+        bufsize=bufsize,
+        **kwargs,
+    )
+
+
+def _discard_child(proc: Any) -> None:
+    """A child nobody will ever see (its creator was cancelled): kill it, reap it, close pipes."""
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+    try:
+        proc.kill()
+    except OSError:
+        pass
+    _start_quiet_thread(_reap_blocking, (proc.pid, proc), f"tideloop-reap-{proc.pid}")
+
+
+async def start_popen_off_loop(
+    loop: Any, args: Any, shell: bool, stdin: Any, stdout: Any, stderr: Any, bufsize: int,
+    kwargs: Any,
+) -> Any:  # fmt: skip
+    """Popen in a helper thread, for preexec_fn.
+
+    Popen returns only once the child has exec'd, and with a preexec_fn that is after the
+    function ran in the child (and after a full fork(): vfork is off then). Running it here keeps
+    the loop serving meanwhile. If the caller is cancelled, or the loop closes, before Popen
+    returns, the child is killed and reaped once it exists, so it never leaks.
+    """
+    fut = loop.create_future()
+
+    def deliver(ok: bool, value: Any) -> None:
+        if fut.cancelled():
+            if ok:
+                _discard_child(value)
+        elif ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)
+
+    def body() -> None:
+        try:
+            proc = popen(args, shell, stdin, stdout, stderr, bufsize, kwargs)
+            result: tuple[bool, Any] = (True, proc)
+        except BaseException as exc:
+            result = (False, exc)
+        try:
+            loop.call_soon_threadsafe(deliver, *result)
+        except RuntimeError:  # the loop closed meanwhile
+            if result[0]:
+                _discard_child(result[1])
+
+    # Not a quiet thread: the child inherits this thread's signal mask across exec.
+    threading.Thread(target=body, name="tideloop-popen", daemon=True).start()
+    return await fut
+
+
 class _PipeProto(asyncio.Protocol):
     """Connects one of the child's pipes (fd 0, 1 or 2) to the SubprocessTransport."""
 
@@ -316,6 +383,7 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         bufsize: int,
         waiter: asyncio.Future[Any] | None = None,
         extra: dict[str, Any] | None = None,
+        _popen: Any = None,
         **kwargs: Any,
     ) -> None:
         info: dict[str, Any] = dict(extra) if extra else {}
@@ -340,16 +408,11 @@ class SubprocessTransport(asyncio.SubprocessTransport):
             self._pipes[2] = None
 
         try:
-            # Looked up on the module at call time so that mock.patch('subprocess.Popen') works.
-            self._proc = subprocess.Popen(
-                args,
-                shell=shell,
-                stdin=stdin,
-                stdout=stdout,
-                stderr=stderr,
-                universal_newlines=False,
-                bufsize=bufsize,
-                **kwargs,
+            # _popen: already started off the loop thread (see start_popen_off_loop)
+            self._proc = (
+                _popen
+                if _popen is not None
+                else popen(args, shell, stdin, stdout, stderr, bufsize, kwargs)
             )
         except BaseException:
             self.close()

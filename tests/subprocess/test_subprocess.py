@@ -9,6 +9,7 @@ import pwd
 import signal
 import subprocess
 import sys
+import time
 from typing import Any
 
 import pytest
@@ -508,3 +509,74 @@ def test_python_child_roundtrip(proc_loop_factory: LoopFactory) -> None:
         return (await proc.communicate(b"abc"))[0]
 
     assert run(proc_loop_factory, main()) == b"cba"
+
+
+def test_preexec_fn_does_not_block_the_loop(proc_loop_factory: LoopFactory) -> None:
+    """Popen returns only after preexec_fn ran in the child; tideloop keeps serving meanwhile.
+
+    The child's preexec_fn says "ready" on one pipe and waits for the parent's loop to answer on
+    another: that can only happen if the loop is not stuck inside Popen. (asyncio and uvloop
+    block there, so this improvement is tested on tideloop only.)
+    """
+    if not is_tideloop(proc_loop_factory):
+        pytest.skip("asyncio runs Popen, and so preexec_fn, on the loop thread")
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+
+    def preexec() -> None:
+        import select
+
+        os.write(ready_w, b"r")
+        if not select.select([go_r], [], [], 10)[0]:
+            raise RuntimeError("the parent's loop did not answer")
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        loop.add_reader(ready_r, lambda: (os.read(ready_r, 1), os.write(go_w, b"g")))
+        try:
+            proc = await asyncio.create_subprocess_exec(SH, "-c", "exit 4", preexec_fn=preexec)
+        finally:
+            loop.remove_reader(ready_r)
+        return await proc.wait()
+
+    try:
+        assert run(proc_loop_factory, main()) == 4
+    finally:
+        for fd in (ready_r, ready_w, go_r, go_w):
+            os.close(fd)
+
+
+def test_cancel_during_preexec_fn_kills_and_reaps(proc_loop_factory: LoopFactory) -> None:
+    """Cancelled while Popen runs in its thread: the child appears later and must not leak."""
+    if not is_tideloop(proc_loop_factory):
+        pytest.skip("asyncio blocks in Popen, so nothing can cancel it meanwhile")
+    pid_r, pid_w = os.pipe()
+
+    def preexec() -> None:
+        os.write(pid_w, f"{os.getpid()}\n".encode())
+        time.sleep(0.3)
+
+    async def main() -> None:
+        task = asyncio.ensure_future(
+            asyncio.create_subprocess_exec("sleep", "30", preexec_fn=preexec)
+        )
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    try:
+        run(proc_loop_factory, main())
+        pid = int(os.read(pid_r, 100).split()[0])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)  # still exists, possibly as a zombie
+            except ProcessLookupError:
+                break
+            time.sleep(0.01)
+        else:
+            raise AssertionError(f"child {pid} was neither killed nor reaped")
+    finally:
+        os.close(pid_r)
+        os.close(pid_w)
