@@ -385,3 +385,26 @@ def test_buffered_protocol_on_read_pipe(loop_factory: LoopFactory) -> None:
         return await p.done  # type: ignore[no-any-return]
 
     assert run(loop_factory, main()) == b"0123456789" * 3
+
+
+def test_write_pipe_copies_mutable_data(loop_factory: LoopFactory) -> None:
+    """What write() could not send at once is owned by the transport: mutating the caller's
+    bytearray afterwards changes nothing; a bytes object is sent exactly as given."""
+
+    async def main() -> bytes:
+        loop = asyncio.get_running_loop()
+        r, w = os.pipe()
+        t, p = await loop.connect_write_pipe(WriteProto, open(w, "wb", 0))
+        mutable = bytearray(b"a" * (1 << 20))
+        t.write(mutable)
+        mutable[:] = b"b" * len(mutable)
+        t.write(b"c" * (1 << 20))
+        t.write(memoryview(mutable)[:10])
+        t.close()
+        reader = loop.run_in_executor(None, _drain, r, 0)
+        await p.done
+        data = await reader
+        os.close(r)
+        return data
+
+    assert run(loop_factory, main()) == b"a" * (1 << 20) + b"c" * (1 << 20) + b"b" * 10
