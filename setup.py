@@ -10,7 +10,12 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 # Modules compiled from their own .py source (typed by the .pxd beside them).
-COMPILED_MODULES = ["tideloop._core"]
+COMPILED_MODULES = [
+    "tideloop._core",
+    "tideloop._stream_transport",
+    "tideloop._sockets",
+    "tideloop._datagram",
+]
 
 
 class OptionalBuildExt(build_ext):

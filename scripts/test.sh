@@ -13,9 +13,9 @@ for v in $PYTHON_VERSIONS; do
   TIDELOOP_EXPECT_COMPILED=1 "$py" -m pytest -q -p no:cacheprovider tests || status=1
   echo "=== Python $v: interpreted core"
   TIDELOOP_NO_EXTENSIONS=1 "$py" -m pytest -q -p no:cacheprovider tests || status=1
-  if [ -f tests/conformance/run.py ]; then
-    echo "=== Python $v: CPython asyncio conformance (compiled core)"
-    "$py" tests/conformance/run.py --ci || status=1
-  fi
+  echo "=== Python $v: CPython asyncio conformance (compiled core)"
+  "$py" tests/conformance/run.py --ci --mode compiled || status=1
+  echo "=== Python $v: CPython asyncio conformance (interpreted core)"
+  "$py" tests/conformance/run.py --ci --mode interpreted || status=1
 done
 exit $status

@@ -7,10 +7,11 @@ documented in docs/design.md (_add_reader/_remove_reader/..., call_soon, _transp
 from __future__ import annotations
 
 from ._loop import LoopBase
-from ._procloop import SubprocessMixin
+from ._netloop import NetworkMixin  # network helper (issue 3)
+from ._procloop import SubprocessMixin  # subprocess helper (issue 4)
 
 
-class EventLoop(SubprocessMixin, LoopBase):  # type: ignore[misc]  # as LoopBase: typeshed vs LoopCore
+class EventLoop(NetworkMixin, SubprocessMixin, LoopBase):  # type: ignore[misc]  # typeshed's loop signatures
     """An asyncio event loop: use it wherever asyncio's own loop would run."""
 
 

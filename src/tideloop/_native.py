@@ -14,7 +14,12 @@ import sys
 from types import ModuleType
 
 # Mirrors COMPILED_MODULES in setup.py.
-HOT_MODULES = ("tideloop._core",)
+HOT_MODULES = (
+    "tideloop._core",
+    "tideloop._stream_transport",
+    "tideloop._sockets",
+    "tideloop._datagram",
+)
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 

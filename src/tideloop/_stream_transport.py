@@ -1,0 +1,495 @@
+"""Stream socket transports (TCP and Unix) with asyncio's exact protocol contract.
+
+Invariant: the reader stays registered for as long as the transport reads (only pause, EOF and
+close remove it); the writer is registered exactly while the write buffer is non-empty. Reads go
+into one per-loop reused buffer and only the bytes that arrived are copied out.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import os
+import socket
+import warnings
+from asyncio import constants, protocols, transports, trsock
+from typing import Any
+
+logger = logging.getLogger("asyncio")
+
+# Read size per readiness event, the same as asyncio's max_size.
+MAX_READ = 256 * 1024
+
+_HAS_SENDMSG = hasattr(socket.socket, "sendmsg")
+try:
+    IOV_MAX = os.sysconf("SC_IOV_MAX") if _HAS_SENDMSG else 1
+except (OSError, ValueError):
+    _HAS_SENDMSG = False
+    IOV_MAX = 1
+
+_LOG_CONNLOST = constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES
+_islice = itertools.islice
+
+
+def get_read_view(loop: Any) -> memoryview:
+    """Return the loop's shared read buffer (all reads happen on the loop's thread)."""
+    view = getattr(loop, "_tl_read_view", None)
+    if view is None:
+        view = memoryview(bytearray(MAX_READ))
+        loop._tl_read_view = view
+    return view
+
+
+def set_nodelay(sock: socket.socket) -> None:
+    if (sock.family in (socket.AF_INET, socket.AF_INET6)
+            and sock.type == socket.SOCK_STREAM and sock.proto == socket.IPPROTO_TCP):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _set_result_unless_cancelled(fut: Any, result: Any) -> None:
+    if not fut.cancelled():
+        fut.set_result(result)
+
+
+class SocketTransport(transports._FlowControlMixin):
+    """A connected SOCK_STREAM socket driven by the loop's reactor."""
+
+    # Slots, not a __dict__: attribute reads on the hot paths skip the instance-dict lookup.
+    __slots__ = (
+        "__weakref__", "_sock", "_sock_fd", "_recv_into", "_send", "_protocol",
+        "_protocol_connected", "_read_cb", "_buffered", "_rview", "_buffer", "_buffer_size",
+        "_conn_lost", "_closing", "_paused", "_eof", "_empty_waiter", "_server",
+        "_reader_started",
+    )
+    _start_tls_compatible = True
+    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+    # Set by _FlowControlMixin/BaseTransport; declared for the type checker.
+    _loop: Any
+    _extra: Any
+    _protocol_paused: bool
+    _high_water: int
+    _low_water: int
+
+    def __init__(self, loop: Any, sock: socket.socket, protocol: Any, waiter: Any = None,
+                 extra: dict[str, Any] | None = None, server: Any = None) -> None:
+        super().__init__(extra, loop)
+        self._extra["socket"] = trsock.TransportSocket(sock)
+        try:
+            self._extra["sockname"] = sock.getsockname()
+        except OSError:
+            self._extra["sockname"] = None
+        if "peername" not in self._extra:
+            try:
+                self._extra["peername"] = sock.getpeername()
+            except OSError:
+                self._extra["peername"] = None
+        self._sock: Any = sock
+        self._sock_fd = sock.fileno()
+        # Bound once: the hot paths call these per event.
+        self._recv_into = sock.recv_into
+        self._send = sock.send
+        self._protocol: Any = None
+        self._protocol_connected = False
+        self._read_cb: Any = None
+        self._buffered = False
+        self._rview = get_read_view(loop)
+        self._buffer: collections.deque[Any] = collections.deque()
+        self._buffer_size = 0
+        self._conn_lost = 0
+        self._closing = False
+        self._paused = False
+        self._eof = False
+        self._empty_waiter: Any = None
+        self._server = server
+        self._reader_started = False
+        self.set_protocol(protocol)
+        purge = getattr(loop, "_tl_forget_fd", None)
+        if purge is not None:
+            purge(self._sock_fd)
+        loop._transports[self._sock_fd] = self
+        if server is not None:
+            server._attach(self)
+        set_nodelay(sock)
+        loop.call_soon(protocol.connection_made, self)
+        loop.call_soon(self._start_reading)
+        if waiter is not None:
+            loop.call_soon(_set_result_unless_cancelled, waiter, None)
+
+    def __repr__(self) -> str:
+        info = [self.__class__.__name__]
+        if self._sock is None:
+            info.append("closed")
+        elif self._closing:
+            info.append("closing")
+        info.append(f"fd={self._sock_fd}")
+        if self._sock is not None and not self._closing:
+            info.append("read=" + ("paused" if self._paused else "polling"))
+            state = "polling" if self._buffer else "idle"
+            info.append(f"write=<{state}, bufsize={self._buffer_size}>")
+        return "<{}>".format(" ".join(info))
+
+    def __del__(self, _warn: Any = warnings.warn) -> None:
+        if getattr(self, "_sock", None) is not None:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            self._sock.close()
+            server = getattr(self, "_server", None)
+            if server is not None:
+                server._detach(self)
+                self._server = None
+
+    # -- protocol -------------------------------------------------------------------------
+
+    def set_protocol(self, protocol: Any) -> None:
+        buffered = isinstance(protocol, protocols.BufferedProtocol)
+        self._buffered = buffered
+        self._read_cb = self._read_ready_buffered if buffered else self._read_ready
+        self._protocol = protocol
+        self._protocol_connected = True
+        # Swap the registered callback in place; the interest mask is unchanged.
+        if self._sock is not None and not self._closing and not self._paused \
+                and self._loop is not None and self._reader_started:
+            self._loop._add_reader(self._sock_fd, self._read_cb)
+
+    def get_protocol(self) -> Any:
+        return self._protocol
+
+    def _start_reading(self) -> None:
+        self._reader_started = True
+        if self._closing or self._paused:
+            return
+        self._loop._add_reader(self._sock_fd, self._read_cb)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def is_reading(self) -> bool:
+        return not self._closing and not self._paused
+
+    def pause_reading(self) -> None:
+        if self._closing or self._paused:
+            return
+        self._paused = True
+        self._loop._remove_reader(self._sock_fd)
+        if self._loop.get_debug():
+            logger.debug("%r pauses reading", self)
+
+    def resume_reading(self) -> None:
+        if self._closing or not self._paused:
+            return
+        self._paused = False
+        if self._reader_started:
+            self._loop._add_reader(self._sock_fd, self._read_cb)
+        if self._loop.get_debug():
+            logger.debug("%r resumes reading", self)
+
+    def _read_ready(self) -> None:
+        if self._conn_lost:
+            return
+        try:
+            n = self._recv_into(self._rview)
+        except (BlockingIOError, InterruptedError):
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal read error on socket transport")
+            return
+        if not n:
+            self._read_eof()
+            return
+        data = self._rview[:n].tobytes()
+        try:
+            self._protocol.data_received(data)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+
+    def _read_ready_buffered(self) -> None:
+        if self._conn_lost:
+            return
+        try:
+            buf = self._protocol.get_buffer(-1)
+            if not len(buf):
+                raise RuntimeError("get_buffer() returned an empty buffer")
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
+            return
+        try:
+            n = self._recv_into(buf)
+        except (BlockingIOError, InterruptedError):
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal read error on socket transport")
+            return
+        if not n:
+            self._read_eof()
+            return
+        try:
+            self._protocol.buffer_updated(n)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
+
+    def _read_eof(self) -> None:
+        if self._loop.get_debug():
+            logger.debug("%r received EOF", self)
+        try:
+            keep_open = self._protocol.eof_received()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.eof_received() call failed.")
+            return
+        if keep_open:
+            # Half-close: the protocol may still write, but nothing more can arrive.
+            self._loop._remove_reader(self._sock_fd)
+        else:
+            self.close()
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def write(self, data: Any) -> None:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data argument must be a bytes-like object, "
+                            f"not {type(data).__name__!r}")
+        if self._eof:
+            raise RuntimeError("Cannot call write() after write_eof()")
+        if self._empty_waiter is not None:
+            raise RuntimeError("unable to write; sendfile is in progress")
+        if not data:
+            return
+        if self._conn_lost:
+            if self._conn_lost >= _LOG_CONNLOST:
+                logger.warning("socket.send() raised exception.")
+            self._conn_lost += 1
+            return
+        if type(data) is memoryview:
+            data = data.cast("B") if data.format != "B" or data.ndim != 1 else data
+        if not self._buffer:
+            try:
+                n = self._send(data)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc, "Fatal write error on socket transport")
+                return
+            size = len(data)
+            if n == size:
+                return
+            self._loop._add_writer(self._sock_fd, self._write_ready)
+            self._queue(data, n, size)
+        else:
+            self._queue(data, 0, len(data))
+        self._maybe_pause()
+
+    def _queue(self, data: Any, start: int, size: int) -> None:
+        # Keep a view only on immutable data: the caller may reuse a bytearray.
+        if type(data) is bytes:
+            self._buffer.append(memoryview(data)[start:] if start else data)
+        elif start:
+            self._buffer.append(bytes(data[start:]))
+        else:
+            self._buffer.append(bytes(data))
+        self._buffer_size += size - start
+
+    def writelines(self, list_of_data: Any) -> None:
+        if self._eof:
+            raise RuntimeError("Cannot call writelines() after write_eof()")
+        if self._empty_waiter is not None:
+            raise RuntimeError("unable to writelines; sendfile is in progress")
+        if self._conn_lost:
+            if list_of_data:
+                self.write(b"".join(list_of_data))
+            return
+        was_empty = not self._buffer
+        for data in list_of_data:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise TypeError(f"data argument must be a bytes-like object, "
+                                f"not {type(data).__name__!r}")
+            if type(data) is memoryview and (data.format != "B" or data.ndim != 1):
+                data = data.cast("B")
+            if len(data):
+                self._queue(data, 0, len(data))
+        if not self._buffer:
+            return
+        if was_empty:
+            self._flush()
+            if self._conn_lost:
+                return
+            if self._buffer:
+                self._loop._add_writer(self._sock_fd, self._write_ready)
+        self._maybe_pause()
+
+    def _flush(self) -> bool:
+        """Send as much of the buffer as the kernel takes; False after a fatal error."""
+        buf = self._buffer
+        try:
+            if len(buf) == 1 or not _HAS_SENDMSG:
+                n = self._send(buf[0])
+            else:
+                n = self._sock.sendmsg(_islice(buf, IOV_MAX))
+        except (BlockingIOError, InterruptedError):
+            return True
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop._remove_writer(self._sock_fd)
+            buf.clear()
+            self._buffer_size = 0
+            self._fatal_error(exc, "Fatal write error on socket transport")
+            if self._empty_waiter is not None:
+                self._empty_waiter.set_exception(exc)
+            return False
+        self._buffer_size -= n
+        while n:
+            first = buf[0]
+            size = len(first)
+            if size <= n:
+                buf.popleft()
+                n -= size
+            else:
+                buf[0] = memoryview(first)[n:]
+                break
+        return True
+
+    def _write_ready(self) -> None:
+        if self._conn_lost or not self._buffer:
+            return
+        if not self._flush():
+            return
+        if self._protocol_paused and self._buffer_size <= self._low_water:
+            self._resume_protocol()  # may append to the buffer
+        if not self._buffer:
+            self._loop._remove_writer(self._sock_fd)
+            if self._empty_waiter is not None:
+                self._empty_waiter.set_result(None)
+            if self._closing:
+                self._call_connection_lost(None)
+            elif self._eof:
+                self._sock.shutdown(socket.SHUT_WR)
+
+    def write_eof(self) -> None:
+        if self._closing or self._eof:
+            return
+        self._eof = True
+        if not self._buffer:
+            self._sock.shutdown(socket.SHUT_WR)
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    # -- flow control ------------------------------------------------------------------------
+
+    def get_write_buffer_size(self) -> int:
+        return self._buffer_size
+
+    def _maybe_pause(self) -> None:
+        if self._buffer_size <= self._high_water or self._protocol_paused:
+            return
+        self._protocol_paused = True
+        try:
+            self._protocol.pause_writing()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler({
+                "message": "protocol.pause_writing() failed",
+                "exception": exc, "transport": self, "protocol": self._protocol})
+
+    def _maybe_pause_protocol(self) -> None:
+        self._maybe_pause()
+
+    def _resume_protocol(self) -> None:
+        self._protocol_paused = False
+        try:
+            self._protocol.resume_writing()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler({
+                "message": "protocol.resume_writing() failed",
+                "exception": exc, "transport": self, "protocol": self._protocol})
+
+    def _maybe_resume_protocol(self) -> None:
+        if self._protocol_paused and self._buffer_size <= self._low_water:
+            self._resume_protocol()
+
+    # -- closing ------------------------------------------------------------------------------
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._loop._remove_reader(self._sock_fd)
+        if not self._buffer:
+            self._conn_lost += 1
+            self._loop._remove_writer(self._sock_fd)
+            self._loop.call_soon(self._call_connection_lost, None)
+
+    def abort(self) -> None:
+        self._force_close(None)
+
+    def _fatal_error(self, exc: BaseException, message: str = "Fatal error on transport") -> None:
+        # OSErrors are the peer's doing (reset, broken pipe): asyncio only logs them in debug.
+        if isinstance(exc, OSError):
+            if self._loop.get_debug():
+                logger.debug("%r: %s", self, message, exc_info=True)
+        else:
+            self._loop.call_exception_handler({
+                "message": message, "exception": exc,
+                "transport": self, "protocol": self._protocol})
+        self._force_close(exc)
+
+    def _force_close(self, exc: BaseException | None) -> None:
+        if self._conn_lost:
+            return
+        if self._buffer:
+            self._buffer.clear()
+            self._buffer_size = 0
+            self._loop._remove_writer(self._sock_fd)
+        if not self._closing:
+            self._closing = True
+            self._loop._remove_reader(self._sock_fd)
+        self._conn_lost += 1
+        self._loop.call_soon(self._call_connection_lost, exc)
+
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
+        try:
+            if self._protocol_connected:
+                self._protocol.connection_lost(exc)
+        finally:
+            self._sock.close()
+            self._sock = None
+            self._protocol = None
+            self._loop = None
+            server = self._server
+            if server is not None:
+                server._detach(self)
+                self._server = None
+            if self._empty_waiter is not None and not self._empty_waiter.done():
+                self._empty_waiter.set_exception(
+                    ConnectionError("Connection is closed by peer"))
+
+    # -- sendfile support (used by the loop's sendfile) ----------------------------------------
+
+    def _make_empty_waiter(self) -> Any:
+        if self._empty_waiter is not None:
+            raise RuntimeError("Empty waiter is already set")
+        self._empty_waiter = self._loop.create_future()
+        if not self._buffer:
+            self._empty_waiter.set_result(None)
+        return self._empty_waiter
+
+    def _reset_empty_waiter(self) -> None:
+        self._empty_waiter = None

@@ -1,0 +1,181 @@
+"""Transport edge cases: pausing, protocol switching, failing callbacks, EINTR, sendfile waits."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+from typing import Any
+
+import pytest
+
+
+class Recorder(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+    def connection_lost(self, exc: Any) -> None:
+        if not self.lost.done():
+            self.lost.set_result(exc)
+
+
+async def _pair_transport(factory: Any = Recorder) -> tuple[Any, Any, socket.socket]:
+    loop = asyncio.get_running_loop()
+    a, b = socket.socketpair()
+    b.setblocking(False)
+    tr, pr = await loop.create_connection(factory, sock=a)
+    return tr, pr, b
+
+
+def test_pause_reading_stops_delivery(run: Any) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        tr, pr, b = await _pair_transport()
+        tr.pause_reading()
+        tr.pause_reading()  # idempotent
+        await loop.sock_sendall(b, b"held back")
+        await asyncio.sleep(0.02)
+        assert pr.chunks == []
+        tr.resume_reading()
+        while not pr.chunks:
+            await asyncio.sleep(0.001)
+        assert b"".join(pr.chunks) == b"held back"
+        tr.close()
+        assert not tr.is_reading()
+        tr.resume_reading()  # no effect once closing
+        assert await pr.lost is None
+        b.close()
+
+    run(main())
+
+
+def test_set_protocol_switches_to_buffered(run: Any) -> None:
+    class Buf(asyncio.BufferedProtocol):
+        def __init__(self) -> None:
+            self.buf = bytearray(16)
+            self.got = bytearray()
+
+        def get_buffer(self, hint: int) -> bytearray:
+            return self.buf
+
+        def buffer_updated(self, n: int) -> None:
+            self.got += self.buf[:n]
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        tr, pr, b = await _pair_transport()
+        await loop.sock_sendall(b, b"first")
+        while not pr.chunks:
+            await asyncio.sleep(0.001)
+        newp = Buf()
+        tr.set_protocol(newp)
+        assert tr.get_protocol() is newp
+        await loop.sock_sendall(b, b"second part, longer than sixteen bytes")
+        while len(newp.got) < 38:
+            await asyncio.sleep(0.001)
+        assert bytes(newp.got) == b"second part, longer than sixteen bytes"
+        assert pr.chunks == [b"first"]
+        tr.close()
+        await asyncio.sleep(0)
+        b.close()
+
+    run(main())
+
+
+@pytest.mark.parametrize("where", ["get_buffer", "buffer_updated", "eof_received"])
+def test_failing_callbacks_close_connection(run: Any, where: str) -> None:
+    class Bad(asyncio.BufferedProtocol):
+        def __init__(self) -> None:
+            self.lost = asyncio.get_running_loop().create_future()
+
+        def get_buffer(self, hint: int) -> bytearray:
+            if where == "get_buffer":
+                raise KeyError("get_buffer")
+            return bytearray(100)
+
+        def buffer_updated(self, n: int) -> None:
+            if where == "buffer_updated":
+                raise KeyError("buffer_updated")
+
+        def eof_received(self) -> None:
+            raise KeyError("eof_received")
+
+        def connection_lost(self, exc: Any) -> None:
+            self.lost.set_result(exc)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        tr, pr, b = await _pair_transport(Bad)
+        if where == "eof_received":
+            b.shutdown(socket.SHUT_WR)
+        else:
+            await loop.sock_sendall(b, b"data")
+        exc = await pr.lost
+        assert isinstance(exc, KeyError)
+        b.close()
+
+    run(main())
+    assert len(run.errors) == 1
+    assert run.errors[0]["message"] == f"Fatal error: protocol.{where}() call failed."
+
+
+def test_eintr_during_transfer(run: Any) -> None:
+    # Signals arriving every millisecond interrupt syscalls; nothing may be lost or raised.
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        tr, pr, b = await _pair_transport()
+        hits = []
+        old = signal.signal(signal.SIGALRM, lambda *a: hits.append(1))
+        signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001)
+        try:
+            payload = os.urandom(4_000_000)
+            tr.write(payload)
+            got = bytearray()
+            while len(got) < len(payload):
+                got += await loop.sock_recv(b, 1 << 16)
+            assert got == payload
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0, 0)
+            signal.signal(signal.SIGALRM, old)
+        tr.close()
+        await pr.lost
+        b.close()
+
+    run(main())
+
+
+def test_sendfile_waits_for_buffered_writes(run: Any, tmp_path: Any) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        path = tmp_path / "f.bin"
+        path.write_bytes(b"F" * 300_000)
+        tr, pr, b = await _pair_transport()
+        tr.write(b"H" * 3_000_000)  # still buffered when sendfile starts
+        assert tr.get_write_buffer_size() > 0
+
+        async def reader() -> bytes:
+            got = bytearray()
+            while len(got) < 3_300_000:
+                got += await loop.sock_recv(b, 1 << 20)
+            return bytes(got)
+
+        task = asyncio.ensure_future(reader())
+        with open(path, "rb") as f:
+            assert await loop.sendfile(tr, f) == 300_000
+        data = await task
+        assert data == b"H" * 3_000_000 + b"F" * 300_000
+        tr.close()
+        with open(path, "rb") as f, pytest.raises(RuntimeError, match="Transport is closing"):
+            await loop.sendfile(tr, f)
+        await pr.lost
+        b.close()
+
+    run(main())
