@@ -19,10 +19,15 @@ from typing import Any
 
 import pytest
 
+import tideloop
+
 from .conftest import LoopFactory, is_tideloop, open_fds, run, zombies
 
 SH = "/bin/sh"
-SRC = str(Path(__file__).resolve().parents[2] / "src")
+REPO = str(Path(__file__).resolve().parents[2])
+# Where this process imported tideloop from (src/ in development, site-packages when installed):
+# the Ctrl-C child must run the same build.
+SRC = str(Path(tideloop.__file__).resolve().parents[1])
 
 
 def test_child_exits_before_stdout_is_read(proc_loop_factory: LoopFactory) -> None:
@@ -254,7 +259,7 @@ _CTRL_C_SCRIPT = textwrap.dedent(
 
 @pytest.mark.parametrize("kind", ["asyncio", "tideloop", "tideloop-thread"])
 def test_ctrl_c_while_waiting_on_child(kind: str) -> None:
-    repo = str(Path(SRC).parent)
+    repo = REPO
     proc = subprocess.Popen(
         [sys.executable, "-c", _CTRL_C_SCRIPT.format(src=SRC), kind],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=repo,
