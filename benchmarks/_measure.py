@@ -203,6 +203,10 @@ def _load_metrics(
     out = {
         "req_s": requests / float(load["seconds"]),
         "cpu_us": server_cpu * 1e6 / requests,
+        # The split tells loop overhead (user) from kernel work (system), which a loop only
+        # changes through the syscalls it makes and how well it batches wake-ups.
+        "cpu_user_us": (m1["utime"] - m0["utime"]) * 1e6 / requests,
+        "cpu_sys_us": (m1["stime"] - m0["stime"]) * 1e6 / requests,
         "loadgen_cpu_us": loadgen_cpu * 1e6 / requests,
         "peak_rss_mib": m1["maxrss_kb"] / 1024,
         "requests": float(requests),

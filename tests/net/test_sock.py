@@ -302,3 +302,28 @@ def test_getaddrinfo_errors_and_getnameinfo(run: Any) -> None:
         assert await loop.getnameinfo(("127.0.0.1", 80), flags) == ("127.0.0.1", "80")
 
     run(main())
+
+
+def test_sock_sendall_cancelled_then_socket_reused(run: Any) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        a, b = _pair()
+        task = asyncio.ensure_future(loop.sock_sendall(a, b"z" * 20_000_000))
+        await asyncio.sleep(0.01)
+        assert not task.done()  # the peer does not read: blocked
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        a.close()
+        b.close()
+        await asyncio.sleep(0)
+        # The fd numbers come back for new sockets, which must work normally.
+        c, d = _pair()
+        t = asyncio.ensure_future(loop.sock_recv(c, 5))
+        await asyncio.sleep(0)
+        await loop.sock_sendall(d, b"fresh")
+        assert await asyncio.wait_for(t, 5) == b"fresh"
+        c.close()
+        d.close()
+
+    run(main())
