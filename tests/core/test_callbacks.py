@@ -396,3 +396,51 @@ def test_equal_deadlines_fifo_with_cancellations(loop: asyncio.AbstractEventLoop
     loop.call_later(0.01, loop.stop)
     run_bounded(loop)
     assert order == [i for i in range(300) if i % 3 != 1]
+
+
+@pytest.mark.xfail_tideloop(reason="tideloop schedules by time.monotonic() directly, so a loop "
+                            "whose time() is overridden or patched (test clocks, looptime) mixes "
+                            "two clocks: call_later ignores time(), asyncio.timeout uses it")
+@pytest.mark.parametrize("how", ["subclass", "instance"])
+def test_overridden_time_is_the_schedulers_clock(loop_kind: str, loop_factory: Any,
+                                                 how: str) -> None:
+    import tideloop
+
+    base: Any = asyncio.SelectorEventLoop if loop_kind == "asyncio" else tideloop.EventLoop
+
+    def offset_clock() -> float:
+        return time.monotonic() + 1000.0
+
+    if how == "subclass":
+        class OffsetLoop(base):  # type: ignore[misc, valid-type]
+            def time(self) -> float:
+                return offset_clock()
+
+        loop = OffsetLoop()
+    else:
+        loop = base()
+        loop.time = offset_clock
+    try:
+        h = loop.call_later(5, _cb)
+        assert 4.0 < h.when() - loop.time() <= 5.0
+        h.cancel()
+
+        async def main() -> str:
+            try:
+                async with asyncio.timeout(0.01):  # deadline = loop.time() + 0.01
+                    await asyncio.sleep(10)
+            except TimeoutError:
+                return "timed out"
+            return "no timeout"
+
+        task = loop.create_task(main())
+        guard = loop.call_later(3, loop.stop)
+        try:
+            assert loop.run_until_complete(task) == "timed out"
+        finally:
+            guard.cancel()
+            if not task.done():
+                task.cancel()
+                loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
+    finally:
+        loop.close()

@@ -230,6 +230,21 @@ def test_install_and_policy(no_leaks: None, restore_policy: None) -> None:
     ran_on = asyncio.run(main())
     assert isinstance(ran_on, tideloop.EventLoop)
 
+    # legacy code that asks the policy for "the" loop gets a tideloop loop too (a fresh
+    # policy: after asyncio.run(), asyncio's policy refuses to make an implicit loop)
+    import warnings
+
+    tideloop.install()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        legacy = asyncio.get_event_loop()
+    try:
+        assert isinstance(legacy, tideloop.EventLoop)
+        assert legacy.run_until_complete(asyncio.sleep(0, "legacy")) == "legacy"
+    finally:
+        asyncio.set_event_loop(None)
+        legacy.close()
+
 
 def test_policy_new_event_loop(no_leaks: None) -> None:
     loop = tideloop.EventLoopPolicy().new_event_loop()

@@ -56,6 +56,7 @@ def test_imap_ordered_and_unordered(run: Any) -> None:
 def test_work_runs_in_worker_processes(run_tl: Any) -> None:
     async def main() -> None:
         async with Pool(2, concurrency=1) as pool:
+            assert "running processes=2 concurrency=1" in repr(pool)
             pids = set(await pool.map(f.getpid, range(20)))
             assert os.getpid() not in pids
             assert 1 <= len(pids) <= 2

@@ -585,6 +585,15 @@ class Pool:
 
         return _ResultIterator(start)
 
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("running" if self._started else "not started")
+        workers = getattr(self._backend, "workers", None)
+        pids = f" pids={[w.pid for w in workers]}" if workers else ""
+        return (
+            f"<tideloop.Pool {state} processes={self.processes} concurrency={self.concurrency} "
+            f"backend={type(self._backend).__name__} calls={len(self._jobs)}{pids}>"
+        )
+
     def __del__(self) -> None:
         if getattr(self, "_started", False) and not self._closed:
             try:
