@@ -398,9 +398,6 @@ def test_equal_deadlines_fifo_with_cancellations(loop: asyncio.AbstractEventLoop
     assert order == [i for i in range(300) if i % 3 != 1]
 
 
-@pytest.mark.xfail_tideloop(reason="tideloop schedules by time.monotonic() directly, so a loop "
-                            "whose time() is overridden or patched (test clocks, looptime) mixes "
-                            "two clocks: call_later ignores time(), asyncio.timeout uses it")
 @pytest.mark.parametrize("how", ["subclass", "instance"])
 def test_overridden_time_is_the_schedulers_clock(loop_kind: str, loop_factory: Any,
                                                  how: str) -> None:
