@@ -27,5 +27,4 @@ for v in $PYTHON_VERSIONS; do
   echo "=== Python $v: pytest, interpreted core"
   TIDELOOP_NO_EXTENSIONS=1 "$py" -m pytest -q -p no:cacheprovider tests || status=1
 done
-echo "=== overall: $([ $status = 0 ] && echo PASSED || echo FAILED)"
 exit $status
