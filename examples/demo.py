@@ -48,16 +48,22 @@ async def basics() -> None:
     print(f"  gathered {len(results)} tasks")
 
 
-async def handle_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    while data := await reader.read(65536):
-        writer.write(data)
-        await writer.drain()
-    writer.close()
-    await writer.wait_closed()
+async def handle_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                      finished: asyncio.Event) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+    finally:
+        finished.set()
 
 
 async def echo() -> None:
-    server = await asyncio.start_server(handle_echo, "127.0.0.1", 0)
+    finished = asyncio.Event()
+    server = await asyncio.start_server(
+        lambda r, w: handle_echo(r, w, finished), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     async with server:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -70,6 +76,7 @@ async def echo() -> None:
         took = time.perf_counter() - t0
         writer.close()
         await writer.wait_closed()
+        await finished.wait()  # the server side saw EOF and closed its end too
     print(f"  echo server on 127.0.0.1:{port}: {n} round trips in {took * 1000:.0f} ms "
           f"({n / took:,.0f}/s)")
 

@@ -6,10 +6,11 @@ versions it was checked against, so a new CPython release means reading this fil
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+from asyncio import base_events, coroutines, events, format_helpers
 from asyncio import constants as _constants
-from asyncio import coroutines, events, format_helpers
 from collections.abc import Callable
 from typing import Any
 
@@ -17,12 +18,28 @@ PY312 = sys.version_info >= (3, 12)
 PY313 = sys.version_info >= (3, 13)
 PY314 = sys.version_info >= (3, 14)
 
-# Checked on 3.11.7, 3.12.1, 3.13.0: the C-accelerated setters when available.
-get_running_loop_or_none: Callable[[], Any] = events._get_running_loop
-set_running_loop: Callable[[Any], None] = events._set_running_loop
+# These are looked up on their modules at each call, not bound at import: asyncio's own tests
+# (and some applications) patch them, e.g. to swap in the pure-Python running-loop functions.
+# Checked on 3.11.7, 3.12.1, 3.13.0.
 
-# Checked on 3.11-3.13: reads PYTHONASYNCIODEBUG (and -X dev).
-is_debug_mode: Callable[[], bool] = coroutines._is_debug_mode  # type: ignore[attr-defined]
+
+def get_running_loop_or_none() -> Any:
+    return events._get_running_loop()
+
+
+def set_running_loop(loop: Any) -> None:
+    events._set_running_loop(loop)
+
+
+def is_debug_mode() -> bool:
+    """PYTHONASYNCIODEBUG or -X dev, as asyncio reads it for a new loop."""
+    return bool(coroutines._is_debug_mode())  # type: ignore[attr-defined]
+
+
+def logger() -> logging.Logger:
+    """The 'asyncio' logger, through base_events so that patching it there is honoured."""
+    return base_events.logger  # type: ignore[attr-defined,no-any-return]
+
 
 # Checked on 3.11-3.13: FrameSummary list used for `_source_traceback` of handles.
 extract_stack: Callable[..., Any] = format_helpers.extract_stack

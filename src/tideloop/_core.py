@@ -215,7 +215,7 @@ class _FdEntry:
 class LoopCore:
     """Ready queue, timers, fd table and ``_run_once``; the rest of the loop is built on top."""
 
-    _ready: list[Handle]
+    _ready: list[Any]  # Handles; slots are cleared to None as they run
     _scheduled: list[Any]  # see _timer_of
     _fds: dict[int, _FdEntry]
     _reactor: Any
@@ -381,9 +381,9 @@ class LoopCore:
         if self._task_factory is None:
             task = Task(coro, loop=self, name=name, context=context,  # type: ignore[arg-type]
                         **kwargs)
-            tb = getattr(task, "_source_traceback", None)
-            if tb:
-                _compat.trim_tideloop_frames(tb)
+            if self._debug:
+                # Only debug mode records where a task was created; drop our own frames.
+                _compat.trim_tideloop_frames(getattr(task, "_source_traceback", None))
         else:
             if context is None:
                 task = self._task_factory(self, coro, **kwargs)
@@ -545,8 +545,8 @@ class LoopCore:
                 timeout = -2.0
         elif sched:
             timeout = _timer_of(sched[0])._when - _monotonic()
-            if timeout < 0.0:
-                timeout = 0.0
+            if not timeout > 0.0:
+                timeout = 0.0  # due, or NaN: asyncio's max(0, nan) runs such a timer at once
             elif timeout > MAX_TIMEOUT:
                 timeout = MAX_TIMEOUT
         else:
@@ -581,6 +581,9 @@ class LoopCore:
         try:
             while i < n:
                 h = ready[i]
+                # Drop the queue's reference before running, as asyncio's popleft does: a
+                # finished task must be collectable as soon as its step returns.
+                ready[i] = None
                 i += 1
                 if not h._cancelled:
                     h._run()
@@ -599,6 +602,7 @@ class LoopCore:
         n = len(ready)
         while i < n:
             h = ready[i]
+            ready[i] = None
             i += 1
             if h._cancelled:
                 continue

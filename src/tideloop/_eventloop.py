@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from ._loop import LoopBase
 from ._netloop import NetworkMixin  # network helper (issue 3)
+from ._procloop import SubprocessMixin  # subprocess helper (issue 4)
 
 
-class EventLoop(NetworkMixin, LoopBase):  # type: ignore[misc]  # typeshed's loop signatures
+class EventLoop(NetworkMixin, SubprocessMixin, LoopBase):  # type: ignore[misc]  # typeshed's loop signatures
     """An asyncio event loop: use it wherever asyncio's own loop would run."""
 
 

@@ -19,7 +19,6 @@ import traceback
 import warnings
 import weakref
 from asyncio import AbstractEventLoop
-from asyncio.log import logger
 from collections.abc import Callable
 from typing import Any
 
@@ -143,7 +142,7 @@ class LoopBase(LoopCore, AbstractEventLoop):  # type: ignore[misc]  # typeshed g
         if self._closed:
             return
         if self._debug:
-            logger.debug("Close %r", self)
+            _compat.logger().debug("Close %r", self)
         self._remove_all_signal_handlers()
         self._executor_shutdown_called = True
         executor = self._default_executor
@@ -180,7 +179,8 @@ class LoopBase(LoopCore, AbstractEventLoop):  # type: ignore[misc]  # typeshed g
         self._coroutine_origin_tracking_enabled = enabled
 
     def _log_slow_callback(self, handle: Any, seconds: float) -> None:
-        logger.warning("Executing %s took %.3f seconds", _format_handle(handle), seconds)
+        _compat.logger().warning("Executing %s took %.3f seconds", _format_handle(handle),
+                                 seconds)
 
     # -- errors ------------------------------------------------------------------------------
 
@@ -227,7 +227,7 @@ class LoopBase(LoopCore, AbstractEventLoop):  # type: ignore[misc]  # typeshed g
             else:
                 value = repr(value)
             lines.append(f"{key}: {value}")
-        logger.error("\n".join(lines), exc_info=exc_info)
+        _compat.logger().error("\n".join(lines), exc_info=exc_info)
 
     def call_exception_handler(self, context: dict[str, Any]) -> None:
         handler = self._exception_handler
@@ -238,7 +238,7 @@ class LoopBase(LoopCore, AbstractEventLoop):  # type: ignore[misc]  # typeshed g
                 raise
             except BaseException:
                 # Also guards subclasses that override default_exception_handler.
-                logger.error("Exception in default exception handler", exc_info=True)
+                _compat.logger().error("Exception in default exception handler", exc_info=True)
             return
         try:
             # Run the handler in the context of the task/future/handle that failed, so that
@@ -263,7 +263,7 @@ class LoopBase(LoopCore, AbstractEventLoop):  # type: ignore[misc]  # typeshed g
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException:
-                logger.error("Exception in default exception handler while handling an "
+                _compat.logger().error("Exception in default exception handler while handling an "
                              "unexpected error in custom exception handler", exc_info=True)
 
     # -- tasks -------------------------------------------------------------------------------
@@ -453,7 +453,7 @@ class LoopBase(LoopCore, AbstractEventLoop):  # type: ignore[misc]  # typeshed g
         try:
             signal.set_wakeup_fd(-1)
         except (ValueError, OSError) as exc:
-            logger.info("set_wakeup_fd(-1) failed: %s", exc)
+            _compat.logger().info("set_wakeup_fd(-1) failed: %s", exc)
 
     def _handle_signal(self, sig: int) -> None:
         handle = self._signal_handlers.get(sig)

@@ -1,0 +1,5 @@
+"""``python -m benchmarks``: same as ``python benchmarks/run.py``."""
+
+from benchmarks.run import main
+
+raise SystemExit(main())
