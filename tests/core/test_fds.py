@@ -397,9 +397,6 @@ def test_fd_owned_by_a_transport_is_refused(loop: asyncio.AbstractEventLoop, run
     assert all(e.startswith("File descriptor ") and " is used by transport " in e for e in errors)
 
 
-@pytest.mark.xfail_tideloop(reason="the poll reactor accepts a regular file (poll(2) reports it "
-                            "always ready); asyncio's epoll selector raises EPERM",
-                            kinds=("tideloop-poll",))
 def test_regular_files_are_refused(loop: asyncio.AbstractEventLoop, tmp_path: Any) -> None:
     with open(tmp_path / "f", "wb") as f:
         with pytest.raises(PermissionError):

@@ -55,8 +55,6 @@ def test_error_message(loop: asyncio.AbstractEventLoop, case: str) -> None:
     assert str(info.value) == message
 
 
-@pytest.mark.xfail_tideloop(reason="tideloop says 'executor must be ThreadPoolExecutor' "
-                            "(asyncio: '... ThreadPoolExecutor instance')")
 def test_set_default_executor_message(loop: asyncio.AbstractEventLoop) -> None:
     with pytest.raises(TypeError) as info:
         loop.set_default_executor(_NotAThreadPool())
