@@ -13,6 +13,13 @@ import pytest
 from .conftest import EchoProtocol
 
 
+async def _recv_some(loop: Any, sock: Any, n: int) -> bytes:
+    # Never spin on EOF: a regression must fail the test, not hang it.
+    chunk = await loop.sock_recv(sock, n)
+    assert chunk, "unexpected EOF"
+    return chunk
+
+
 def _pair() -> tuple[socket.socket, socket.socket]:
     a, b = socket.socketpair()
     a.setblocking(False)
@@ -39,7 +46,7 @@ def test_sock_recv_sendall_roundtrips(run: Any) -> None:
         sender = asyncio.ensure_future(loop.sock_sendall(a, big))
         got = bytearray()
         while len(got) < len(big):
-            got += await loop.sock_recv(b, 1 << 20)
+            got += await _recv_some(loop, b, 1 << 20)
         await sender
         assert got == big
         a.close()
@@ -250,7 +257,7 @@ def test_sock_sendfile_and_fallback(run: Any, datafile: Any) -> None:
         async def drain(n: int) -> bytes:
             got = bytearray()
             while len(got) < n:
-                got += await loop.sock_recv(b, 1 << 20)
+                got += await _recv_some(loop, b, 1 << 20)
             return bytes(got)
 
         with open(path, "rb") as f:
