@@ -288,15 +288,8 @@ async def http_main(worker: Worker) -> None:
         await server.serve_forever()
 
 
-def _http_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    if tideloop.EventLoop.create_server is asyncio.AbstractEventLoop.create_server:
-        return asyncio.new_event_loop  # tideloop's transports not merged yet
-    return None
-
-
 def _serve_http(workers: int, port: int) -> None:
-    run_workers(http_main, workers=workers, listen=[("127.0.0.1", port)],
-                loop_factory=_http_loop_factory())
+    run_workers(http_main, workers=workers, listen=[("127.0.0.1", port)])
 
 
 def bench_http(processes: int) -> list[tuple[str, float | None]]:

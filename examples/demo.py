@@ -1,4 +1,4 @@
-"""tideloop demo: asyncio's basics and a TCP echo round trip, all on a tideloop loop.
+"""tideloop demo: asyncio's basics, TCP and TLS echo, and a process pool, all on tideloop.
 
 Run with `bash scripts/demo.sh` (installs tideloop first) or `python examples/demo.py`.
 Everything listens on 127.0.0.1 only and finishes in a few seconds.
@@ -7,7 +7,9 @@ Everything listens on 127.0.0.1 only and finishes in a few seconds.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
+from pathlib import Path
 
 import tideloop
 
@@ -48,16 +50,22 @@ async def basics() -> None:
     print(f"  gathered {len(results)} tasks")
 
 
-async def handle_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    while data := await reader.read(65536):
-        writer.write(data)
-        await writer.drain()
-    writer.close()
-    await writer.wait_closed()
+async def handle_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                      finished: asyncio.Event) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+    finally:
+        finished.set()
 
 
 async def echo() -> None:
-    server = await asyncio.start_server(handle_echo, "127.0.0.1", 0)
+    finished = asyncio.Event()
+    server = await asyncio.start_server(
+        lambda r, w: handle_echo(r, w, finished), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     async with server:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -70,8 +78,47 @@ async def echo() -> None:
         took = time.perf_counter() - t0
         writer.close()
         await writer.wait_closed()
+        await finished.wait()  # the server side saw EOF and closed its end too
     print(f"  echo server on 127.0.0.1:{port}: {n} round trips in {took * 1000:.0f} ms "
           f"({n / took:,.0f}/s)")
+
+
+# A self-signed certificate for localhost/127.0.0.1 that the test suite ships.
+CERTS = Path(__file__).resolve().parent.parent / "tests" / "net" / "certs"
+
+
+async def tls_echo() -> None:
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(CERTS / "cert.pem", CERTS / "key.pem")
+    client_ctx = ssl.create_default_context(cafile=str(CERTS / "cert.pem"))
+    finished = asyncio.Event()
+    server = await asyncio.start_server(
+        lambda r, w: handle_echo(r, w, finished), "127.0.0.1", 0, ssl=server_ctx)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost")
+        tls = writer.get_extra_info("ssl_object")
+        writer.write(b"hello over TLS\n")
+        line = await reader.readline()
+        writer.close()
+        await writer.wait_closed()
+        await finished.wait()
+    print(f"  {tls.version()} with {tls.cipher()[0]}: echoed {line!r}")
+
+
+async def pool_demo() -> None:
+    t0 = time.perf_counter()
+    async with tideloop.Pool(2, concurrency=100) as pool:
+        squares = await pool.map(square_later, range(1000))
+    took = time.perf_counter() - t0
+    print(f"  2 worker processes x 100 coroutines: {len(squares)} items, "
+          f"sum of squares {sum(squares)}, {took:.2f}s including worker start-up")
+
+
+async def square_later(n: int) -> int:
+    await asyncio.sleep(0.01)  # an I/O wait: each worker overlaps a hundred of them
+    return n * n
 
 
 def main() -> None:
@@ -81,6 +128,10 @@ def main() -> None:
     tideloop.run(basics())
     print("TCP echo (streams):")
     tideloop.run(echo())
+    print("TLS echo (streams over ssl=):")
+    tideloop.run(tls_echo())
+    print("tideloop.Pool (processes x coroutines):")
+    tideloop.run(pool_demo())
     print("done")
 
 

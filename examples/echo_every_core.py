@@ -11,7 +11,6 @@ import asyncio
 import os
 import sys
 
-import tideloop
 import tideloop.multicore as mc
 
 
@@ -40,8 +39,4 @@ async def main(worker: mc.Worker) -> None:
 if __name__ == "__main__":
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 8888
     workers = int(sys.argv[2]) if len(sys.argv) > 2 else None
-    # Until tideloop's own socket transports are merged its loop has no create_server; the
-    # workers then serve on asyncio's loop (supervision is tideloop's either way).
-    has_net = tideloop.EventLoop.create_server is not asyncio.AbstractEventLoop.create_server
-    mc.run_workers(main, workers=workers, listen=[("127.0.0.1", port)],
-                   loop_factory=None if has_net else asyncio.new_event_loop)
+    mc.run_workers(main, workers=workers, listen=[("127.0.0.1", port)])

@@ -2,6 +2,8 @@
 # every hot path touches are C fields, and the methods _run_once calls are C calls.
 cimport cython
 
+from tideloop._epoll cimport EpollReactor
+
 cdef class LoopCore
 
 
@@ -68,6 +70,7 @@ cdef class LoopCore:
     cdef public double _clock_resolution
     cdef public double slow_callback_duration
     cdef public object _reactor
+    cdef EpollReactor _epoll
     cdef public dict _fds
     cdef public bint _wakeup_pending
     cdef public int _wake_r
@@ -83,10 +86,13 @@ cdef class LoopCore:
                                 object fileobj)
     @cython.locals(entry=_FdEntry, old=Handle)
     cdef bint _remove_fd_handler(self, int fd, int event) except -1
-    @cython.locals(entry=_FdEntry, h=Handle, mask=int, fd=int)
     cdef _process_events(self, list events)
+    @cython.locals(i=int, ep=EpollReactor)
+    cdef _process_epoll(self, int n)
+    @cython.locals(entry=_FdEntry, h=Handle)
+    cdef _dispatch(self, int fd, int mask)
     @cython.locals(sched=list, ready=list, kept=list, n=Py_ssize_t, i=Py_ssize_t,
-                   t=TimerHandle, h=Handle, timeout=double, end_time=double)
+                   t=TimerHandle, h=Handle, timeout=double, end_time=double, n=int)
     cpdef _run_once(self)
     @cython.locals(n=Py_ssize_t, i=Py_ssize_t, h=Handle, t0=double, dt=double)
     cdef _run_ready_debug(self, list ready)

@@ -222,6 +222,7 @@ class LoopCore:
     _debug: bool
     _closed: bool
     _thread_id: int | None
+    _epoll: Any
 
     def __init__(self, reactor: Any) -> None:
         self._reactor = None  # until the self-pipe exists, so a failed init closes nothing
@@ -252,6 +253,10 @@ class LoopCore:
         # reads _wake_r. Non-blocking both ends: a full pipe already means "wake up".
         self._wake_r, self._wake_w = os.pipe()
         self._reactor = reactor
+        # The compiled core talks to a compiled epoll reactor through C (see _epoll.wait).
+        self._epoll = None
+        if cython.compiled and type(reactor).__name__ == "EpollReactor" and hasattr(reactor, "wait"):
+            self._epoll = reactor
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._add_reader(self._wake_r, self._read_from_self)
@@ -291,7 +296,9 @@ class LoopCore:
         if delay is None:
             raise TypeError("delay must not be None")
         # asyncio's call_later delegates to call_at, and its errors name call_at().
-        return self._call_at(_monotonic() + delay, callback, args, context, "call_at")
+        # self.time(), not the clock directly: subclasses and test clocks replace time(), and
+        # asyncio's own deadlines (timeout(), wait_for()) are computed from loop.time().
+        return self._call_at(self.time() + delay, callback, args, context, "call_at")
 
     def call_at(self, when: Any, callback: Any, *args: Any, context: Any = None) -> TimerHandle:
         if when is None:
@@ -480,26 +487,34 @@ class LoopCore:
         return False  # the public loop layer, which owns signal handlers, overrides this
 
     def _process_events(self, events: list[tuple[int, int]]) -> None:
-        fds = self._fds
-        ready = self._ready
         for fd, mask in events:
-            entry = fds.get(fd)
-            if entry is None:
-                continue
-            if mask & READ:
-                h = entry.reader
-                if h is not None:
-                    if h._cancelled:
-                        self._remove_fd_handler(fd, READ)
-                    else:
-                        ready.append(h)
-            if mask & WRITE:
-                h = entry.writer
-                if h is not None:
-                    if h._cancelled:
-                        self._remove_fd_handler(fd, WRITE)
-                    else:
-                        ready.append(h)
+            self._dispatch(fd, mask)
+
+    def _process_epoll(self, n: int) -> None:
+        # The compiled epoll path: events are read from the reactor's C array.
+        ep = self._epoll
+        for i in range(n):
+            self._dispatch(ep.ready_fd(i), ep.ready_mask(i))
+
+    def _dispatch(self, fd: int, mask: int) -> None:
+        """Queue the reader and/or writer of a ready fd; drop cancelled ones (asyncio's rule)."""
+        entry = self._fds.get(fd)
+        if entry is None:
+            return
+        if mask & READ:
+            h = entry.reader
+            if h is not None:
+                if h._cancelled:
+                    self._remove_fd_handler(fd, READ)
+                else:
+                    self._ready.append(h)
+        if mask & WRITE:
+            h = entry.writer
+            if h is not None:
+                if h._cancelled:
+                    self._remove_fd_handler(fd, WRITE)
+                else:
+                    self._ready.append(h)
 
     # -- running ---------------------------------------------------------------------------
 
@@ -544,20 +559,26 @@ class LoopCore:
                 # for callbacks that are already in _ready. Skip the syscall.
                 timeout = -2.0
         elif sched:
-            timeout = _timer_of(sched[0])._when - _monotonic()
+            timeout = _timer_of(sched[0])._when - self.time()
             if not timeout > 0.0:
                 timeout = 0.0  # due, or NaN: asyncio's max(0, nan) runs such a timer at once
             elif timeout > MAX_TIMEOUT:
                 timeout = MAX_TIMEOUT
         else:
             timeout = -1.0
-        if timeout != -2.0:
+        if timeout == -2.0:
+            pass
+        elif cython.compiled and self._epoll is not None:
+            n = self._epoll.wait(timeout)
+            if n:
+                self._process_epoll(n)
+        else:
             events = self._reactor.poll(timeout)
             if events:
                 self._process_events(events)
 
         if sched:
-            end_time = _monotonic() + self._clock_resolution
+            end_time = self.time() + self._clock_resolution
             while sched:
                 t = _timer_of(sched[0])
                 if t._when >= end_time:

@@ -1,14 +1,31 @@
 """epoll reactor (Linux): level-triggered, one kernel registration per fd.
 
 Invariant: the interest mask the kernel holds equals what the loop core last asked for; closed fds
-vanish from the epoll set on their own, so unregistering one is silently accepted.
+vanish from the epoll set on their own, so unregistering one is silently accepted. Compiled, the
+core waits through ``wait()``, which calls epoll_wait(2) into a C array with the GIL released.
 """
 
 from __future__ import annotations
 
+import os
 import select
+import time
 
 from ._reactor import READ, WRITE, timeout_ms
+
+try:
+    import cython
+except ImportError:  # pragma: no cover - interpreted without Cython installed
+    from . import _cython_shim as cython  # type: ignore[no-redef]
+
+if cython.compiled:
+    from cython.cimports.cpython.exc import PyErr_CheckSignals  # type: ignore[import-not-found]
+    from cython.cimports.libc.errno import EINTR, errno  # type: ignore[import-not-found]
+    from cython.cimports.tideloop._epoll_sys import (  # type: ignore[import-not-found]
+        EPOLLIN,
+        EPOLLOUT,
+        epoll_wait,
+    )
 
 _EPOLLIN = select.EPOLLIN
 _EPOLLOUT = select.EPOLLOUT
@@ -24,10 +41,11 @@ def _to_epoll(events: int) -> int:
 
 
 class EpollReactor:
-    name = "epoll"
 
     def __init__(self) -> None:
         self._epoll = select.epoll()  # close-on-exec by default since Python 3.4
+        self._epfd = self._epoll.fileno()
+        self.name = "epoll"
 
     def fileno(self) -> int:
         return self._epoll.fileno()
@@ -74,3 +92,38 @@ class EpollReactor:
 
     def close(self) -> None:
         self._epoll.close()
+        self._epfd = -1
+
+    # -- the compiled core's path: no Python objects per event --------------------------------
+
+    def wait(self, timeout: float) -> int:
+        """Wait like poll() but keep the events in C; the count, read with ready_fd/ready_mask."""
+        if not cython.compiled:
+            raise NotImplementedError("wait() is the compiled core's path; use poll()")
+        ms = timeout_ms(timeout)
+        deadline = time.monotonic() + timeout if timeout > 0 else 0.0
+        while True:
+            with cython.nogil:
+                n = epoll_wait(self._epfd, self._events, 1024, ms)
+            if n >= 0:
+                return n
+            if errno != EINTR:
+                raise OSError(errno, os.strerror(errno))
+            # PEP 475, as select.epoll.poll does: run the signal handlers (which may raise,
+            # e.g. KeyboardInterrupt), then wait again for what is left of the timeout.
+            PyErr_CheckSignals()
+            if ms > 0:
+                remaining = deadline - time.monotonic()
+                ms = timeout_ms(remaining) if remaining > 0 else 0
+
+    def ready_fd(self, i: int) -> int:
+        return int(self._events[i].data.fd)
+
+    def ready_mask(self, i: int) -> int:
+        ev = self._events[i].events
+        mask = 0
+        if ev & ~EPOLLOUT:
+            mask |= READ
+        if ev & ~EPOLLIN:
+            mask |= WRITE
+        return mask

@@ -7,13 +7,14 @@ documented in docs/design.md (_add_reader/_remove_reader/..., call_soon, _transp
 from __future__ import annotations
 
 from ._loop import LoopBase
-from ._netloop import NetworkMixin  # network helper (issue 3)
+from ._netloop import NetworkMixin
+from ._procloop import SubprocessMixin
 
 
-class EventLoop(NetworkMixin, LoopBase):  # type: ignore[misc]  # typeshed's loop signatures
+class EventLoop(NetworkMixin, SubprocessMixin, LoopBase):  # type: ignore[misc]  # typeshed generics
     """An asyncio event loop: use it wherever asyncio's own loop would run."""
 
 
 def new_event_loop() -> EventLoop:
     """A new, not yet running tideloop loop (also usable as asyncio's ``loop_factory``)."""
-    return EventLoop()  # type: ignore[abstract]  # until every I/O mixin is composed in
+    return EventLoop()

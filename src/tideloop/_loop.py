@@ -325,7 +325,7 @@ class LoopBase(LoopCore, AbstractEventLoop):  # type: ignore[misc]  # typeshed g
 
     def set_default_executor(self, executor: Any) -> None:
         if not isinstance(executor, concurrent.futures.ThreadPoolExecutor):
-            raise TypeError("executor must be ThreadPoolExecutor")
+            raise TypeError("executor must be ThreadPoolExecutor instance")
         self._default_executor = executor
 
     async def shutdown_default_executor(self, timeout: float | None = None) -> None:

@@ -6,8 +6,10 @@ and POLLNVAL wake both directions.
 
 from __future__ import annotations
 
+import errno
 import os
 import select
+import stat
 
 from ._reactor import READ, WRITE, timeout_ms
 
@@ -31,9 +33,11 @@ class PollReactor:
         self._poll = select.poll()
 
     def register(self, fd: int, events: int) -> None:
-        # poll(2) would accept a closed fd and report POLLNVAL forever; fail now with EBADF
-        # as epoll_ctl does.
-        os.fstat(fd)
+        # poll(2) accepts a closed fd (POLLNVAL forever) and a regular file (always ready);
+        # fail now with the errors epoll_ctl gives, EBADF and EPERM.
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+            raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
         self._poll.register(fd, _to_poll(events))
 
     def modify(self, fd: int, events: int) -> None:

@@ -23,6 +23,7 @@ except ImportError:  # pragma: no cover
     _ssl = None  # type: ignore[assignment]
 
 _AGAIN = object()  # an operation's step returns this to keep waiting
+_SOCKET_TYPE = socket.socket
 
 
 def check_ssl_socket(sock: Any) -> None:
@@ -176,12 +177,12 @@ class SocketOpsMixin:
             return
         self._tl_run_queue(fd, ops, ops.writers)
 
-    async def _tl_wait(self, sock: Any, write: bool, step: Any, args: tuple[Any, ...]) -> Any:
+    def _tl_submit(self, sock: Any, write: bool, step: Any, args: tuple[Any, ...]) -> Any:
+        """Queue an operation until the fd is ready; the caller awaits the returned future."""
         fd = sock.fileno()
         self._tl_ensure_no_transport(fd)
         ops = self._tl_fdops(sock, fd)
         fut = self.create_future()  # type: ignore[attr-defined]
-        entry = (fut, step, args)
         if write:
             queue = ops.writers
             if not ops.wreg:
@@ -192,42 +193,78 @@ class SocketOpsMixin:
             if not ops.rreg:
                 self._add_reader(fd, self._tl_on_readable, fd)  # type: ignore[attr-defined]
                 ops.rreg = True
-        queue.append(entry)
+        queue.append((fut, step, args))
+        return fut
+
+    def _tl_cancelled(self, sock: Any, write: bool, fut: Any) -> None:
+        """A waiter was cancelled: forget its operation (and soon the registration)."""
+        table = self._tl_ops
+        if not table:
+            return
+        fd = sock.fileno()
+        ops = table.get(fd)
+        if ops is None or ops.sock is not sock:
+            # The socket was closed meanwhile (fileno() is -1): find it by identity.
+            for fd, ops in list(table.items()):  # noqa: B007
+                if ops.sock is sock:
+                    break
+            else:
+                return
+        queue = ops.writers if write else ops.readers
+        for entry in queue:
+            if entry[0] is fut:
+                queue.remove(entry)
+                break
+        if not queue:
+            self._tl_schedule_check(fd, ops)
+
+    async def _tl_wait(self, sock: Any, write: bool, step: Any, args: tuple[Any, ...]) -> Any:
+        fut = self._tl_submit(sock, write, step, args)
         try:
             return await fut
         except exceptions.CancelledError:
-            try:
-                queue.remove(entry)
-            except ValueError:
-                pass
-            if not queue:
-                self._tl_schedule_check(fd, ops)
+            self._tl_cancelled(sock, write, fut)
             raise
         finally:
-            fut = entry = None  # type: ignore[assignment]  # break cycles via exceptions
+            fut = None  # break the cycle through the exception's traceback
 
     def _tl_check_sock(self, sock: Any) -> None:
-        check_ssl_socket(sock)
+        # A plain socket.socket cannot be an SSLSocket: skip the (costly) isinstance check.
+        if type(sock) is not _SOCKET_TYPE:
+            check_ssl_socket(sock)
         if self._debug and sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
 
     # -- public sock_* ----------------------------------------------------------------------------
 
     async def sock_recv(self, sock: socket.socket, n: int) -> bytes:
-        self._tl_check_sock(sock)
+        if type(sock) is not _SOCKET_TYPE or self._debug:
+            self._tl_check_sock(sock)
         try:
             return sock.recv(n)
         except (BlockingIOError, InterruptedError):
             pass
-        return await self._tl_wait(sock, False, _recv_step, (sock, n))
+        # Hot path: await the future here rather than through another coroutine.
+        fut = self._tl_submit(sock, False, _recv_step, (sock, n))
+        try:
+            return await fut  # type: ignore[no-any-return]
+        except exceptions.CancelledError:
+            self._tl_cancelled(sock, False, fut)
+            raise
 
     async def sock_recv_into(self, sock: socket.socket, buf: Any) -> int:
-        self._tl_check_sock(sock)
+        if type(sock) is not _SOCKET_TYPE or self._debug:
+            self._tl_check_sock(sock)
         try:
             return sock.recv_into(buf)
         except (BlockingIOError, InterruptedError):
             pass
-        return await self._tl_wait(sock, False, _recv_into_step, (sock, buf))
+        fut = self._tl_submit(sock, False, _recv_into_step, (sock, buf))
+        try:
+            return await fut  # type: ignore[no-any-return]
+        except exceptions.CancelledError:
+            self._tl_cancelled(sock, False, fut)
+            raise
 
     async def sock_recvfrom(self, sock: socket.socket, bufsize: int) -> tuple[bytes, Any]:
         self._tl_check_sock(sock)
@@ -250,7 +287,8 @@ class SocketOpsMixin:
             sock, False, _recvfrom_into_step, (sock, buf, nbytes))
 
     async def sock_sendall(self, sock: socket.socket, data: Any) -> None:
-        self._tl_check_sock(sock)
+        if type(sock) is not _SOCKET_TYPE or self._debug:
+            self._tl_check_sock(sock)
         try:
             n = sock.send(data)
         except (BlockingIOError, InterruptedError):
@@ -271,7 +309,12 @@ class SocketOpsMixin:
             pos[0] = start
             return _AGAIN
 
-        await self._tl_wait(sock, True, step, ())
+        fut = self._tl_submit(sock, True, step, ())
+        try:
+            await fut
+        except exceptions.CancelledError:
+            self._tl_cancelled(sock, True, fut)
+            raise
 
     async def sock_sendto(self, sock: socket.socket, data: Any, address: Any) -> int:
         self._tl_check_sock(sock)

@@ -47,6 +47,11 @@ def set_nodelay(sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+def _as_bytes_view(view: memoryview) -> Any:
+    # Byte offsets must count bytes, not items; a strided view can only be copied.
+    return view.cast("B") if view.c_contiguous else view.tobytes()
+
+
 def _set_result_unless_cancelled(fut: Any, result: Any) -> None:
     if not fut.cancelled():
         fut.set_result(result)
@@ -269,8 +274,8 @@ class SocketTransport(transports._FlowControlMixin):
                 logger.warning("socket.send() raised exception.")
             self._conn_lost += 1
             return
-        if type(data) is memoryview:
-            data = data.cast("B") if data.format != "B" or data.ndim != 1 else data
+        if type(data) is memoryview and (data.format != "B" or data.ndim != 1):
+            data = _as_bytes_view(data)
         if not self._buffer:
             try:
                 n = self._send(data)
@@ -315,7 +320,7 @@ class SocketTransport(transports._FlowControlMixin):
                 raise TypeError(f"data argument must be a bytes-like object, "
                                 f"not {type(data).__name__!r}")
             if type(data) is memoryview and (data.format != "B" or data.ndim != 1):
-                data = data.cast("B")
+                data = _as_bytes_view(data)
             if len(data):
                 self._queue(data, 0, len(data))
         if not self._buffer:

@@ -319,9 +319,10 @@ def render(rows: list[Row], loop: str, markdown: bool) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--modules", default="issue2",
-                    help="comma list of modules and groups: issue2 (default), core (issue2 + "
-                         "test_futures), io, all")
+    # test_subprocess joined the default set with issue 4 (subprocesses and pipes).
+    ap.add_argument("--modules", default="issue2,test_subprocess",
+                    help="comma list of modules and groups: issue2, core (issue2 + "
+                         "test_futures), io, all; default: issue2,test_subprocess")
     ap.add_argument("--loop", choices=["tideloop", "asyncio", "uvloop"], default="tideloop")
     ap.add_argument("--mode", choices=["compiled", "interpreted"], default=None,
                     help="tideloop core: interpreted sets TIDELOOP_NO_EXTENSIONS=1 "

@@ -3,6 +3,8 @@
 Invariant: in debug mode tideloop makes every check asyncio makes, with the same exception types
 and messages, and reports slow callbacks on the 'asyncio' logger in asyncio's format.
 """
+# mypy: disable-error-code="arg-type,attr-defined"
+# (bad arguments are the point; 3.12+ APIs are used behind version checks)
 
 from __future__ import annotations
 

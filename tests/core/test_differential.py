@@ -316,7 +316,7 @@ def run_on(kind: str, program: list[Any], last_slot: int) -> list[str]:
 
 # The real-clock runs wait for real time and, on a loaded machine, are retried. A budget keeps
 # the test bounded: past it, the remaining examples are not run; at least MIN_COMPARED must be.
-REAL_CLOCK_BUDGET = 5.0
+REAL_CLOCK_BUDGET = 3.0
 MIN_COMPARED = 2
 
 
@@ -496,7 +496,7 @@ def run_virtual(kind: str, program: list[Any]) -> list[str]:
         loop.close()
 
 
-@settings(max_examples=150, deadline=None, derandomize=True, database=None,
+@settings(max_examples=100, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(virtual_programs())
 def test_same_order_as_asyncio_virtual_clock(no_leaks: None, program: list[Any]) -> None:

@@ -153,7 +153,7 @@ def test_failing_task_reported_by_gather_not_by_handler(loop: asyncio.AbstractEv
     async def fails() -> None:
         raise KeyError("k")
 
-    async def main() -> list[Any]:
+    async def main() -> Any:
         return await asyncio.gather(fails(), asyncio.sleep(0, "ok"), return_exceptions=True)
 
     res = run(main())

@@ -3,6 +3,8 @@
 Invariant: a registered callback runs once per loop iteration while its fd is ready, re-adding
 replaces it, remove_* says whether something was removed, and bad fds raise what asyncio raises.
 """
+# mypy: disable-error-code="func-returns-value"
+# (one-line callbacks written as tuples of calls)
 
 from __future__ import annotations
 
@@ -360,3 +362,43 @@ def test_close_releases_registrations(loop_factory: Any,
     # the fd itself belongs to the caller and stays usable
     b.send(b"still open")
     assert a.recv(100) == b"still open"
+
+
+def test_fd_owned_by_a_transport_is_refused(loop: asyncio.AbstractEventLoop, run: Any) -> None:
+    server_side: list[asyncio.StreamWriter] = []
+
+    async def main() -> list[str]:
+        server = await asyncio.start_server(lambda r, w: server_side.append(w), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        fd = writer.get_extra_info("socket").fileno()
+        errors = []
+        for call in (lambda: loop.add_reader(fd, lambda: None),
+                     lambda: loop.add_writer(fd, lambda: None),
+                     lambda: loop.remove_reader(fd),
+                     lambda: loop.remove_writer(fd)):
+            try:
+                call()
+            except RuntimeError as exc:
+                errors.append(str(exc))
+        writer.close()
+        await writer.wait_closed()
+        while not server_side:  # the accept callback may not have run yet
+            await asyncio.sleep(0.001)
+        for w in server_side:
+            w.close()
+            await w.wait_closed()
+        server.close()
+        await server.wait_closed()
+        return errors
+
+    errors = run(main())
+    assert len(errors) == 4
+    assert all(e.startswith("File descriptor ") and " is used by transport " in e for e in errors)
+
+
+def test_regular_files_are_refused(loop: asyncio.AbstractEventLoop, tmp_path: Any) -> None:
+    with open(tmp_path / "f", "wb") as f:
+        with pytest.raises(PermissionError):
+            loop.add_reader(f.fileno(), lambda: None)
+        assert loop.remove_reader(f.fileno()) is False

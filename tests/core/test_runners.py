@@ -4,6 +4,8 @@ Invariant: running a coroutine through any entry point gives asyncio.run's seman
 exception out, leftover tasks cancelled, async generators and the executor shut down, the loop
 closed, RuntimeError from inside a running loop, and Ctrl-C cancelling the main task.
 """
+# mypy: disable-error-code="call-arg"
+# (3.12+ keyword arguments used behind version checks)
 
 from __future__ import annotations
 
@@ -41,8 +43,9 @@ def test_run_returns_result_on_the_right_loop(arun: Any, loop_kind: str) -> None
     async def main() -> Any:
         return asyncio.get_running_loop()
 
-    loop = arun(main())
-    assert isinstance(loop, _expected_type(loop_kind))
+    loop: Any = arun(main())
+    expected: Any = _expected_type(loop_kind)
+    assert isinstance(loop, expected)
     assert loop.is_closed()
 
 
@@ -227,6 +230,21 @@ def test_install_and_policy(no_leaks: None, restore_policy: None) -> None:
     ran_on = asyncio.run(main())
     assert isinstance(ran_on, tideloop.EventLoop)
 
+    # legacy code that asks the policy for "the" loop gets a tideloop loop too (a fresh
+    # policy: after asyncio.run(), asyncio's policy refuses to make an implicit loop)
+    import warnings
+
+    tideloop.install()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        legacy = asyncio.get_event_loop()
+    try:
+        assert isinstance(legacy, tideloop.EventLoop)
+        assert legacy.run_until_complete(asyncio.sleep(0, "legacy")) == "legacy"
+    finally:
+        asyncio.set_event_loop(None)
+        legacy.close()
+
 
 def test_policy_new_event_loop(no_leaks: None) -> None:
     loop = tideloop.EventLoopPolicy().new_event_loop()
@@ -282,4 +300,56 @@ def test_ctrl_c_cancels_main_and_raises_keyboard_interrupt(loop_kind: str, loop_
             proc.kill()
             proc.communicate()
     assert out.splitlines() == ["main cancelled", "KeyboardInterrupt"], err
+    assert proc.returncode == 3
+
+
+_STUBBORN_CHILD = r"""
+import asyncio, sys
+kind = sys.argv[1]
+if kind != "asyncio":
+    import tideloop
+async def main():
+    print("ready", flush=True)
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        print("ignoring the first cancellation", flush=True)
+    # printed from a callback once main is suspended: the next Ctrl-C cannot land inside main
+    asyncio.get_running_loop().call_later(0.05, lambda: print("asleep again", flush=True))
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        print("cancelled again", flush=True)
+        raise
+try:
+    (asyncio.run if kind == "asyncio" else tideloop.run)(main())
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", flush=True)
+    sys.exit(3)
+print("returned normally", flush=True)
+"""
+
+
+def test_second_ctrl_c_interrupts_a_main_that_ignores_the_first(loop_kind: str,
+                                                                loop_factory: Any) -> None:
+    pkg_parent = str(Path(tideloop.__file__).resolve().parents[1])
+    env = {**os.environ}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, env.get("PYTHONPATH")) if p)
+    proc = subprocess.Popen([sys.executable, "-c", _STUBBORN_CHILD, loop_kind], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+        proc.send_signal(signal.SIGINT)
+        assert proc.stdout.readline() == "ignoring the first cancellation\n"
+        assert proc.stdout.readline() == "asleep again\n"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    # the second Ctrl-C raises KeyboardInterrupt out of the loop at once; closing the runner
+    # then cancels the still-pending main task
+    assert out.splitlines() == ["cancelled again", "KeyboardInterrupt"], err
     assert proc.returncode == 3

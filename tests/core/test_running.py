@@ -188,6 +188,23 @@ def test_nested_run_forever(loop: asyncio.AbstractEventLoop) -> None:
     assert "already running" in str(errors[0])
 
 
+def test_refused_nested_run_leaves_the_loop_running(loop: asyncio.AbstractEventLoop,
+                                                    loop_kind: str) -> None:
+    if loop_kind == "asyncio" and sys.version_info[:3] == (3, 13, 0):
+        pytest.skip("asyncio 3.13.0 resets the running state when it refuses a nested run")
+    seen: list[Any] = []
+
+    def nested() -> None:
+        with pytest.raises(RuntimeError):
+            loop.run_forever()
+        seen.append((loop.is_running(), asyncio.get_running_loop()))
+
+    loop.call_soon(nested)
+    loop.call_soon(loop.stop)
+    run_bounded(loop)
+    assert seen == [(True, loop)]
+
+
 def test_nested_run_until_complete(loop: asyncio.AbstractEventLoop) -> None:
     async def inner() -> None:
         pass
@@ -364,7 +381,9 @@ def test_base_exception_keeps_the_rest_of_the_iteration(loop: asyncio.AbstractEv
     loop.set_debug(False)
 
 
-def test_nan_delay_runs_at_once(loop: asyncio.AbstractEventLoop) -> None:
+def test_nan_delay_runs_at_once(loop: asyncio.AbstractEventLoop, loop_kind: str) -> None:
+    if loop_kind == "asyncio" and sys.version_info >= (3, 13):
+        pytest.skip("asyncio 3.13's selector raises ValueError for a NaN timeout")
     got: list[str] = []
     loop.call_later(float("nan"), got.append, "nan timer")
     loop.call_later(0.01, loop.stop)
@@ -381,3 +400,45 @@ def test_infinite_delays(loop: asyncio.AbstractEventLoop) -> None:
     run_bounded(loop)
     assert got == ["-inf"]
     assert never.when() == float("inf")
+
+
+class _Payload:
+    """Something a callback holds on to; a weakref to it tells whether the loop still does."""
+
+
+def test_close_drops_every_callback_reference(loop: asyncio.AbstractEventLoop) -> None:
+    import gc
+    import socket
+    import weakref
+
+    a, b = socket.socketpair()
+    try:
+        payloads = [_Payload() for _ in range(5)]
+        refs = [weakref.ref(p) for p in payloads]
+        loop.call_soon(id, payloads[0])
+        loop.call_later(10, id, payloads[1])
+        loop.call_at(loop.time() + 10, id, payloads[2])
+        loop.add_reader(a, id, payloads[3])
+        loop.add_writer(b, id, payloads[4])
+        del payloads
+        loop.close()
+        gc.collect()
+        assert [r() for r in refs] == [None] * 5
+    finally:
+        a.close()
+        b.close()
+
+
+def test_cancel_drops_the_callback_reference(loop: asyncio.AbstractEventLoop) -> None:
+    import gc
+    import weakref
+
+    p1, p2 = _Payload(), _Payload()
+    r1, r2 = weakref.ref(p1), weakref.ref(p2)
+    h1 = loop.call_soon(id, p1)
+    h2 = loop.call_later(10, id, p2)
+    del p1, p2
+    h1.cancel()
+    h2.cancel()  # still in the timer queue, but it must not keep its arguments alive
+    gc.collect()
+    assert r1() is None and r2() is None

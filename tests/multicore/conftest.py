@@ -39,9 +39,14 @@ def children_of(pid: int) -> set[int]:
     return found
 
 
+def open_fds() -> set[int]:
+    return {int(fd) for fd in os.listdir("/proc/self/fd")}
+
+
 @pytest.fixture(autouse=True)
-def no_children_left() -> Iterator[None]:
+def no_children_or_fds_left(request: pytest.FixtureRequest) -> Iterator[None]:
     before = children_of(os.getpid())
+    fds_before = open_fds()
     yield
     deadline = time.monotonic() + 2.0
     left = children_of(os.getpid()) - before
@@ -49,6 +54,12 @@ def no_children_left() -> Iterator[None]:
         time.sleep(0.02)
         left = children_of(os.getpid()) - before
     assert not left, f"child processes left behind: {sorted(left)}"
+    # Pipes, pidfds and sockets of the pool/supervisor are all closed (the listdir's own fd
+    # is in both sets).
+    if "ray_node" in request.fixturenames:
+        return  # Ray's client keeps its own connections open between tests
+    leaked = open_fds() - fds_before
+    assert not leaked, f"file descriptors left open: {sorted(leaked)}"
 
 
 @pytest.fixture(params=_loop_factories())

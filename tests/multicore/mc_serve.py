@@ -8,7 +8,6 @@ import asyncio
 import os
 import sys
 
-import tideloop
 from tideloop.multicore import Worker, run_workers
 
 
@@ -37,10 +36,6 @@ async def main(worker: Worker) -> None:
 
 if __name__ == "__main__":
     reuse = sys.argv[1] == "reuse" if len(sys.argv) > 1 else False
-    # Until tideloop's own network transports are merged its loop has no create_server; the
-    # workers then serve on asyncio's loop (the supervisor is tideloop's either way).
-    has_net = tideloop.EventLoop.create_server is not asyncio.AbstractEventLoop.create_server
     results = run_workers(main, workers=2, listen=[("127.0.0.1", 0)], reuse_port=reuse,
-                          graceful_timeout=5.0,
-                          loop_factory=None if has_net else asyncio.new_event_loop)
+                          graceful_timeout=5.0)
     say(f"returned {results}")

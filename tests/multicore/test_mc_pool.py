@@ -7,10 +7,12 @@ Tests taking `run` run with the parent on asyncio's loop and on tideloop's (pari
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import os
 import pickle
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,7 @@ def test_imap_ordered_and_unordered(run: Any) -> None:
 def test_work_runs_in_worker_processes(run_tl: Any) -> None:
     async def main() -> None:
         async with Pool(2, concurrency=1) as pool:
+            assert "running processes=2 concurrency=1" in repr(pool)
             pids = set(await pool.map(f.getpid, range(20)))
             assert os.getpid() not in pids
             assert 1 <= len(pids) <= 2
@@ -332,3 +335,53 @@ def test_leaving_the_block_with_an_unfinished_imap_does_not_hang(run_tl: Any) ->
             await it.__anext__()
 
     run_tl(main())
+
+
+def _ours(cb: Any) -> bool:
+    while isinstance(cb, functools.partial):
+        cb = cb.func
+    return str(getattr(cb, "__module__", "")).startswith("tideloop.multicore")
+
+
+def test_an_idle_pool_schedules_no_timers() -> None:
+    # Results are pushed through pipes the loop watches; nothing may poll on a timer.
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        async with Pool(2) as pool:
+            assert await pool.map(f.square, range(10)) == [x * x for x in range(10)]
+            await asyncio.sleep(0)
+            scheduled = loop._scheduled  # type: ignore[attr-defined]
+            ours = [h for h in scheduled if not h.cancelled() and _ours(h._callback)]
+            assert ours == []
+            assert [h for h in scheduled if not h.cancelled()]  # wait_for's own timer is seen
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(asyncio.wait_for(main(), 20))
+    finally:
+        loop.close()
+
+
+def test_items_sent_to_an_unnoticed_dead_worker_are_redirected(run: Any) -> None:
+    async def main() -> None:
+        async with Pool(1) as pool:
+            victim = pool._backend.workers[0].pid  # type: ignore[attr-defined]
+            os.kill(victim, signal.SIGKILL)
+            # Wait for the death without letting the loop see it: the next dispatch writes
+            # into a pipe whose reader is gone (EPIPE), before the pidfd event is handled.
+            deadline = time.monotonic() + 10
+            while _alive(victim):
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+            assert await pool.map(f.square, range(20)) == [x * x for x in range(20)]
+            assert victim not in {w.pid for w in pool._backend.workers}  # type: ignore[attr-defined]
+
+    run(main())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -13,6 +13,13 @@ import pytest
 from .conftest import EchoProtocol
 
 
+async def _recv_some(loop: Any, sock: Any, n: int) -> bytes:
+    # Never spin on EOF: a regression must fail the test, not hang it.
+    chunk = await loop.sock_recv(sock, n)
+    assert chunk, "unexpected EOF"
+    return chunk
+
+
 def _pair() -> tuple[socket.socket, socket.socket]:
     a, b = socket.socketpair()
     a.setblocking(False)
@@ -39,7 +46,7 @@ def test_sock_recv_sendall_roundtrips(run: Any) -> None:
         sender = asyncio.ensure_future(loop.sock_sendall(a, big))
         got = bytearray()
         while len(got) < len(big):
-            got += await loop.sock_recv(b, 1 << 20)
+            got += await _recv_some(loop, b, 1 << 20)
         await sender
         assert got == big
         a.close()
@@ -250,7 +257,7 @@ def test_sock_sendfile_and_fallback(run: Any, datafile: Any) -> None:
         async def drain(n: int) -> bytes:
             got = bytearray()
             while len(got) < n:
-                got += await loop.sock_recv(b, 1 << 20)
+                got += await _recv_some(loop, b, 1 << 20)
             return bytes(got)
 
         with open(path, "rb") as f:
@@ -300,5 +307,30 @@ def test_getaddrinfo_errors_and_getnameinfo(run: Any) -> None:
             await loop.getaddrinfo("127.0.0.1", 80, family=12345)
         flags = socket.NI_NUMERICHOST | socket.NI_NUMERICSERV
         assert await loop.getnameinfo(("127.0.0.1", 80), flags) == ("127.0.0.1", "80")
+
+    run(main())
+
+
+def test_sock_sendall_cancelled_then_socket_reused(run: Any) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        a, b = _pair()
+        task = asyncio.ensure_future(loop.sock_sendall(a, b"z" * 20_000_000))
+        await asyncio.sleep(0.01)
+        assert not task.done()  # the peer does not read: blocked
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        a.close()
+        b.close()
+        await asyncio.sleep(0)
+        # The fd numbers come back for new sockets, which must work normally.
+        c, d = _pair()
+        t = asyncio.ensure_future(loop.sock_recv(c, 5))
+        await asyncio.sleep(0)
+        await loop.sock_sendall(d, b"fresh")
+        assert await asyncio.wait_for(t, 5) == b"fresh"
+        c.close()
+        d.close()
 
     run(main())

@@ -35,6 +35,13 @@ async def _pair_transport(factory: Any = Recorder) -> tuple[Any, Any, socket.soc
     return tr, pr, b
 
 
+async def _recv_some(loop: Any, sock: Any, n: int) -> bytes:
+    # Never spin on EOF: a regression must fail the test, not hang it.
+    chunk = await loop.sock_recv(sock, n)
+    assert chunk, "unexpected EOF"
+    return chunk
+
+
 def test_pause_reading_stops_delivery(run: Any) -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -140,7 +147,7 @@ def test_eintr_during_transfer(run: Any) -> None:
             tr.write(payload)
             got = bytearray()
             while len(got) < len(payload):
-                got += await loop.sock_recv(b, 1 << 16)
+                got += await _recv_some(loop, b, 1 << 16)
             assert got == payload
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0, 0)
@@ -164,7 +171,7 @@ def test_sendfile_waits_for_buffered_writes(run: Any, tmp_path: Any) -> None:
         async def reader() -> bytes:
             got = bytearray()
             while len(got) < 3_300_000:
-                got += await loop.sock_recv(b, 1 << 20)
+                got += await _recv_some(loop, b, 1 << 20)
             return bytes(got)
 
         task = asyncio.ensure_future(reader())
@@ -175,6 +182,29 @@ def test_sendfile_waits_for_buffered_writes(run: Any, tmp_path: Any) -> None:
         tr.close()
         with open(path, "rb") as f, pytest.raises(RuntimeError, match="Transport is closing"):
             await loop.sendfile(tr, f)
+        await pr.lost
+        b.close()
+
+    run(main())
+
+
+def test_write_memoryview_formats(run: Any) -> None:
+    import array
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        tr, pr, b = await _pair_transport()
+        ints = array.array("i", range(1000))
+        tr.write(memoryview(ints))  # 4000 bytes, 1000 items
+        tr.writelines([memoryview(array.array("h", [1, 2])), b"!"])
+        expected = ints.tobytes() + array.array("h", [1, 2]).tobytes() + b"!"
+        got = bytearray()
+        while len(got) < len(expected):
+            chunk = await loop.sock_recv(b, 65536)
+            assert chunk, "unexpected EOF"
+            got += chunk
+        assert bytes(got) == expected
+        tr.close()
         await pr.lost
         b.close()
 

@@ -132,34 +132,41 @@ class LocalBackend:
         self._kicked = False
         if self.stopping or self.broken is not None:
             return
-        open_workers = [
-            w for w in self.workers if w.accepting and len(w.inflight) < self.credit
-        ]
-        if not open_workers:
+        open_workers = [w for w in self.workers if w.accepting]
+        rooms = [self._room(w) for w in open_workers]
+        total = sum(rooms)
+        if total == 0:
             return
-        room = {id(w): self._room(w) for w in open_workers}
-        items = self.pool._take(sum(room.values()))
+        items = self.pool._take(total)
         if not items:
             return
-        batches: dict[int, list[tuple[Any, ...]]] = {id(w): [] for w in open_workers}
-        # Round-robin one item at a time, so a short call still spreads over every worker.
-        cycle = [w for w in open_workers if room[id(w)] > 0]
+        n = len(open_workers)
+        batches: list[list[tuple[Any, ...]]] = [[] for _ in range(n)]
+        ids = self._ids
         i = 0
+        # Round-robin one item at a time, so a short call still spreads over every worker.
         for item in items:
-            while room[id(cycle[i % len(cycle)])] == 0:
-                i += 1
-            w = cycle[i % len(cycle)]
-            i += 1
-            room[id(w)] -= 1
-            iid = next(self._ids)
+            while rooms[i] == 0:  # ends: len(items) <= sum(rooms)
+                i = (i + 1) % n
+            rooms[i] -= 1
+            w = open_workers[i]
+            iid = next(ids)
             item.where = (w, iid)
             w.inflight[iid] = item
-            batches[id(w)].append((CALL, iid, item.fn_bytes, item.args_bytes, item.star))
-        for w in open_workers:
-            batch = batches[id(w)]
+            batches[i].append((CALL, iid, item.fn_bytes, item.args_bytes, item.star))
+            i = (i + 1) % n
+        for w, batch in zip(open_workers, batches, strict=True):
             if not batch:
                 continue
-            w.chan.send(batch)
+            if not w.chan.send(batch):
+                # The worker died and we have not seen it yet (EPIPE): it never got these
+                # items, so they go back to their calls and on to another worker.
+                w.accepting = False
+                for msg in batch:
+                    item = w.inflight.pop(msg[1])
+                    item.where = None
+                    item.job.requeue(item)
+                continue
             w.sent += len(batch)
             if self.max_tasks is not None and w.sent >= self.max_tasks:
                 # It leaves after these; start its successor now so no capacity is lost.

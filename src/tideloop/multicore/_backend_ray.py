@@ -69,6 +69,9 @@ class RayActorImpl:
         return os.getpid(), self.init_error
 
     async def run_batch(self, batch: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        if self.init_error is not None:
+            # A replacement actor whose initializer failed: its items fail with that error.
+            return [(ERR, b[0], self.init_error) for b in batch]
         cf = asyncio.run_coroutine_threadsafe(self._run_batch(batch), self.loop)
         try:
             return await asyncio.wrap_future(cf)

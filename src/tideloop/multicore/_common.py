@@ -8,6 +8,7 @@ either way the worker's formatted traceback is attached as ``__cause__``.
 from __future__ import annotations
 
 import asyncio
+import os
 import pickle
 import traceback
 from typing import Any
@@ -67,6 +68,14 @@ class RemoteError(Exception):
     def __init__(self, type_name: str, message: str) -> None:
         super().__init__(f"{type_name}: {message}")
         self.type_name = type_name
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (respects taskset / cpusets, unlike os.cpu_count())."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def describe_exit(returncode: int | None) -> str:

@@ -8,13 +8,12 @@ comes back exactly once: as a result, an error, a cancellation or a ``WorkerLost
 from __future__ import annotations
 
 import asyncio
-import os
 import pickle
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sized
 from typing import Any, Protocol
 
-from ._common import PICKLE_PROTOCOL, ErrorBlob, unpack_error
+from ._common import PICKLE_PROTOCOL, ErrorBlob, unpack_error, usable_cpus
 from ._progress import Progress
 from ._wire import CANCELLED, ERR, OK, STAR_ARGS, STAR_KW, STAR_ONE
 
@@ -102,6 +101,7 @@ class _Job:
         self.finished = False  # no more deliveries matter (done, failed or cancelled)
         self.error: BaseException | None = None
         self.inflight: dict[int, _Item] = {}
+        self.retry: deque[_Item] = deque()
         self.results: list[Any] = []
         self.ordered: dict[int, tuple[bool, Any]] = {}
         self.unordered: deque[tuple[bool, Any]] = deque()
@@ -110,7 +110,16 @@ class _Job:
         self.progress = Progress(self.name, total) if pool._progress else None
 
     # -- supplying items -----------------------------------------------------------------------
+    def requeue(self, item: _Item) -> None:
+        """A backend could not deliver ``item`` (provably unsent): hand it out again first."""
+        if self.finished:
+            return
+        self.retry.append(item)
+        self.pool._activate(self)
+
     def take(self) -> _Item | None:
+        if self.retry and not self.finished:
+            return self.retry.popleft()
         if self.finished or self.exhausted:
             return None
         if self.window is not None and self.taken - self.consumed >= self.window:
@@ -240,7 +249,7 @@ class _Job:
         consumer, who may be the very task that is leaving the ``async with`` block."""
         if self.finished:
             return True
-        if self.inflight:
+        if self.inflight:  # includes items waiting in `retry`
             return False
         return self.exhausted or (
             self.window is not None and self.taken - self.consumed >= self.window
@@ -260,6 +269,7 @@ class _Job:
         self._finish()
         items = list(self.inflight.values())
         self.inflight.clear()
+        self.retry.clear()
         self.ordered.clear()
         self.unordered.clear()
         if items:
@@ -370,7 +380,7 @@ class Pool:
         shutdown_timeout: float = 5.0,
     ) -> None:
         if processes is None:
-            processes = os.cpu_count() or 1
+            processes = usable_cpus()
         if processes < 1:
             raise ValueError("processes must be at least 1")
         if concurrency < 1:
@@ -494,7 +504,7 @@ class Pool:
         return out
 
     def _activate(self, job: _Job) -> None:
-        if not job.in_active and not job.finished and not job.exhausted:
+        if not job.in_active and not job.finished and (not job.exhausted or job.retry):
             job.in_active = True
             self._active.append(job)
             self._backend.kick()
@@ -574,6 +584,15 @@ class Pool:
             return self._submit(fn, iterable, STAR_ONE, mode, what)
 
         return _ResultIterator(start)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("running" if self._started else "not started")
+        workers = getattr(self._backend, "workers", None)
+        pids = f" pids={[w.pid for w in workers]}" if workers else ""
+        return (
+            f"<tideloop.Pool {state} processes={self.processes} concurrency={self.concurrency} "
+            f"backend={type(self._backend).__name__} calls={len(self._jobs)}{pids}>"
+        )
 
     def __del__(self) -> None:
         if getattr(self, "_started", False) and not self._closed:

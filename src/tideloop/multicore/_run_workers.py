@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import pickle
 import signal
 import socket
@@ -20,7 +19,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from ._common import PICKLE_PROTOCOL, _new_loop, describe_exit, unpack_error
+from ._common import PICKLE_PROTOCOL, _new_loop, describe_exit, unpack_error, usable_cpus
 from ._spawn import ProcessHandle, preparation_data
 from ._wire import DONE, INIT_ERROR, STOP, Channel
 
@@ -192,6 +191,9 @@ class _Supervisor:
                 self.stop()
         elif self.stopping or (outcome is not None and outcome[0]):
             slot.finished = True
+        elif outcome is None and returncode == 0:
+            # sys.exit(0) / os._exit(0) in main: the worker chose to end, not a crash.
+            slot.finished = True
         else:
             if outcome is not None:
                 why = f"main raised {unpack_error(outcome[1])!r}"
@@ -292,7 +294,7 @@ async def supervise_workers(
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
 ) -> list[Any]:
     """The async core of ``run_workers``, for callers that already run a loop."""
-    count = workers if workers is not None else (os.cpu_count() or 1)
+    count = workers if workers is not None else usable_cpus()
     if count < 1:
         raise ValueError("workers must be at least 1")
     per_slot = bind_sockets(listen, count, reuse_port, backlog)

@@ -179,30 +179,32 @@ class Channel:
         self._on_eof(exc)
 
     # -- writing -------------------------------------------------------------------------------
-    def send(self, messages: list[Any]) -> None:
+    def send(self, messages: list[Any]) -> bool:
+        """Queue one frame. False means the peer provably never got any of it (the pipe was
+        already broken), so its contents may be safely sent elsewhere."""
         if self.closed or self._write_broken:
-            return
-        data = encode_frame(messages)
-        self.send_bytes(data)
+            return False
+        return self.send_bytes(encode_frame(messages))
 
-    def send_bytes(self, data: bytes) -> None:
+    def send_bytes(self, data: bytes) -> bool:
         if self.closed or self._write_broken:
-            return
+            return False
         if self._wbuf:
             self._wbuf += data
-            return
+            return True
         try:
             n = os.write(self._wfd, data)
         except (BlockingIOError, InterruptedError):
             n = 0
         except OSError as exc:
             self._broken(exc)
-            return
+            return False
         if n < len(data):
             self._wbuf += memoryview(data)[n:]
             if not self._writing:
                 self._writing = True
                 self._loop.add_writer(self._wfd, self._write_ready)
+        return True
 
     def _write_ready(self) -> None:
         try:

@@ -1,0 +1,20 @@
+# Types for _epoll.py when compiled: the loop core calls wait()/ready_fd()/ready_mask() through C,
+# and the kernel's event array is a C array inside the reactor, never a Python list.
+cimport cython
+
+from tideloop._epoll_sys cimport epoll_event
+
+cdef enum:
+    MAX_EVENTS = 1024
+
+
+cdef class EpollReactor:
+    cdef object _epoll
+    cdef int _epfd
+    cdef public str name
+    cdef epoll_event _events[MAX_EVENTS]
+
+    @cython.locals(ms=int, n=int, deadline=double, remaining=double)
+    cpdef int wait(self, double timeout) except -1
+    cdef int ready_fd(self, int i) noexcept
+    cdef int ready_mask(self, int i) noexcept
