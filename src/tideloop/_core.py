@@ -253,9 +253,11 @@ class LoopCore:
         # reads _wake_r. Non-blocking both ends: a full pipe already means "wake up".
         self._wake_r, self._wake_w = os.pipe()
         self._reactor = reactor
-        # The compiled core talks to a compiled epoll reactor through C (see _epoll.wait).
+        # The compiled core talks to a compiled epoll reactor through C (see _epoll.wait), as
+        # long as it is still the loop's reactor (tests may wrap _reactor to re-clock the loop).
         self._epoll = None
-        if cython.compiled and type(reactor).__name__ == "EpollReactor" and hasattr(reactor, "wait"):
+        if (cython.compiled and type(reactor).__name__ == "EpollReactor"
+                and hasattr(reactor, "wait")):
             self._epoll = reactor
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -568,7 +570,7 @@ class LoopCore:
             timeout = -1.0
         if timeout == -2.0:
             pass
-        elif cython.compiled and self._epoll is not None:
+        elif cython.compiled and self._epoll is not None and self._epoll is self._reactor:
             n = self._epoll.wait(timeout)
             if n:
                 self._process_epoll(n)

@@ -16,6 +16,8 @@ import warnings
 from asyncio import constants, protocols, transports, trsock
 from typing import Any
 
+from ._sockio import recv_bytes, send_bytes
+
 logger = logging.getLogger("asyncio")
 
 # Read size per readiness event, the same as asyncio's max_size.
@@ -191,7 +193,7 @@ class SocketTransport(transports._FlowControlMixin):
         if self._conn_lost:
             return
         try:
-            n = self._recv_into(self._rview)
+            data = recv_bytes(self._sock, self._sock_fd, self._rview)
         except (BlockingIOError, InterruptedError):
             return
         except (SystemExit, KeyboardInterrupt):
@@ -199,10 +201,9 @@ class SocketTransport(transports._FlowControlMixin):
         except BaseException as exc:
             self._fatal_error(exc, "Fatal read error on socket transport")
             return
-        if not n:
+        if not data:
             self._read_eof()
             return
-        data = self._rview[:n].tobytes()
         try:
             self._protocol.data_received(data)
         except (SystemExit, KeyboardInterrupt):
@@ -278,7 +279,7 @@ class SocketTransport(transports._FlowControlMixin):
             data = _as_bytes_view(data)
         if not self._buffer:
             try:
-                n = self._send(data)
+                n = send_bytes(self._sock, self._sock_fd, data)
             except (BlockingIOError, InterruptedError):
                 n = 0
             except (SystemExit, KeyboardInterrupt):
