@@ -105,6 +105,10 @@ class Handle:
             raise
         except BaseException as exc:
             self._loop._report_callback_error(self, exc)
+        if not cython.compiled:
+            # A traceback that passed through a callback keeps this frame alive (as the f_back
+            # of the coroutine's frame); it must not keep the handle, and so the task, alive.
+            self = None  # type: ignore[assignment]
 
 
 class TimerHandle(Handle):
@@ -615,6 +619,7 @@ class LoopCore:
             # first in line for the next run, as it would in asyncio's deque.
             self._requeue(ready, i)
             raise
+        h = None  # this frame may outlive the call (a traceback's f_back): let go of the handle
 
     def _requeue(self, todo: list[Any], start: int) -> None:
         if start < len(todo):
@@ -641,6 +646,7 @@ class LoopCore:
                 self._current_handle = None
             if dt >= self.slow_callback_duration:
                 self._log_slow_callback(h, dt)
+        h = None  # as in _run_once: a surviving frame must not hold the last handle
 
     def _log_slow_callback(self, handle: Any, seconds: float) -> None:
         pass  # overridden by the public loop layer (logging lives there)
