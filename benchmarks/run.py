@@ -484,10 +484,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"\n{subtitle}; medians (min–max); ratios > 1.00x mean tideloop is better\n")
     print(table)
+    softirqd = _report.softirqd_note(rows)
+    if softirqd:
+        notes.append(softirqd)
     for note in [*notes, *_report.failures(rows)]:
         print(f"note: {note}")
     if a.markdown:
-        a.markdown.write_text(f"{subtitle}\n\n{table}\n")
+        note_lines = "".join(f"\n- {n}" for n in [*notes, *_report.failures(rows)])
+        a.markdown.write_text(f"{subtitle}\n\n{table}\n{note_lines}\n")
     print(f"\nJSON: {out}")
     if not a.no_chart:
         try:
