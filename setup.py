@@ -12,6 +12,7 @@ from setuptools.command.build_ext import build_ext
 # Modules compiled from their own .py source (typed by the .pxd beside them).
 COMPILED_MODULES = [
     "tideloop._core",
+    "tideloop._sockio",
     "tideloop._epoll",
     "tideloop._stream_transport",
     "tideloop._sockets",

@@ -24,6 +24,8 @@ for v in $PYTHON_VERSIONS; do
   "$py" tests/conformance/run.py --ci --modules "$CONFORMANCE_MODULES" --mode compiled || status=1
   echo "=== Python $v: CPython asyncio conformance (interpreted core)"
   "$py" tests/conformance/run.py --ci --modules "$CONFORMANCE_MODULES" --mode interpreted || status=1
+  echo "=== Python $v: network and subprocess tests on the poll reactor (compiled core)"
+  TIDELOOP_REACTOR=poll "$py" -m pytest -q -p no:cacheprovider tests/net tests/subprocess || status=1
   echo "=== Python $v: pytest, compiled core (epoll and poll reactors, and stock asyncio)"
   TIDELOOP_EXPECT_COMPILED=1 "$py" -m pytest -q -p no:cacheprovider tests || status=1
   echo "=== Python $v: pytest, interpreted core"

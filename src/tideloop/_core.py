@@ -105,6 +105,10 @@ class Handle:
             raise
         except BaseException as exc:
             self._loop._report_callback_error(self, exc)
+        if not cython.compiled:
+            # A traceback that passed through a callback keeps this frame alive (as the f_back
+            # of the coroutine's frame); it must not keep the handle, and so the task, alive.
+            self = None  # type: ignore[assignment]
 
 
 class TimerHandle(Handle):
@@ -253,9 +257,11 @@ class LoopCore:
         # reads _wake_r. Non-blocking both ends: a full pipe already means "wake up".
         self._wake_r, self._wake_w = os.pipe()
         self._reactor = reactor
-        # The compiled core talks to a compiled epoll reactor through C (see _epoll.wait).
+        # The compiled core talks to a compiled epoll reactor through C (see _epoll.wait), as
+        # long as it is still the loop's reactor (tests may wrap _reactor to re-clock the loop).
         self._epoll = None
-        if cython.compiled and type(reactor).__name__ == "EpollReactor" and hasattr(reactor, "wait"):
+        if (cython.compiled and type(reactor).__name__ == "EpollReactor"
+                and hasattr(reactor, "wait")):
             self._epoll = reactor
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -568,7 +574,7 @@ class LoopCore:
             timeout = -1.0
         if timeout == -2.0:
             pass
-        elif cython.compiled and self._epoll is not None:
+        elif cython.compiled and self._epoll is not None and self._epoll is self._reactor:
             n = self._epoll.wait(timeout)
             if n:
                 self._process_epoll(n)
@@ -613,6 +619,7 @@ class LoopCore:
             # first in line for the next run, as it would in asyncio's deque.
             self._requeue(ready, i)
             raise
+        h = None  # this frame may outlive the call (a traceback's f_back): let go of the handle
 
     def _requeue(self, todo: list[Any], start: int) -> None:
         if start < len(todo):
@@ -639,6 +646,7 @@ class LoopCore:
                 self._current_handle = None
             if dt >= self.slow_callback_duration:
                 self._log_slow_callback(h, dt)
+        h = None  # as in _run_once: a surviving frame must not hold the last handle
 
     def _log_slow_callback(self, handle: Any, seconds: float) -> None:
         pass  # overridden by the public loop layer (logging lives there)

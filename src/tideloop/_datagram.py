@@ -14,7 +14,7 @@ import warnings
 from asyncio import constants, transports, trsock
 from typing import Any
 
-from ._stream_transport import _set_result_unless_cancelled, get_read_view
+from ._stream_transport import SocketLifecycle, _set_result_unless_cancelled, get_read_view
 
 logger = logging.getLogger("asyncio")
 
@@ -23,7 +23,8 @@ _PY313 = sys.version_info >= (3, 13)
 _HEADER = 8 if _PY313 else 0
 
 
-class DatagramTransport(transports._FlowControlMixin, transports.DatagramTransport):
+class DatagramTransport(SocketLifecycle, transports._FlowControlMixin,
+                        transports.DatagramTransport):
     __slots__ = (
         "__weakref__", "_sock", "_sock_fd", "_protocol", "_protocol_connected", "_address",
         "_buffer", "_buffer_size", "_conn_lost", "_closing", "_paused", "_started", "_rview",
@@ -213,52 +214,3 @@ class DatagramTransport(transports._FlowControlMixin, transports.DatagramTranspo
             self._loop._remove_writer(self._sock_fd)
             if self._closing:
                 self._call_connection_lost(None)
-
-    def is_closing(self) -> bool:
-        return self._closing
-
-    def close(self) -> None:
-        if self._closing:
-            return
-        self._closing = True
-        self._loop._remove_reader(self._sock_fd)
-        if not self._buffer:
-            self._conn_lost += 1
-            self._loop._remove_writer(self._sock_fd)
-            self._loop.call_soon(self._call_connection_lost, None)
-
-    def abort(self) -> None:
-        self._force_close(None)
-
-    def _fatal_error(self, exc: BaseException, message: str = "Fatal error on transport") -> None:
-        if isinstance(exc, OSError):
-            if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._loop.call_exception_handler({
-                "message": message, "exception": exc,
-                "transport": self, "protocol": self._protocol})
-        self._force_close(exc)
-
-    def _force_close(self, exc: BaseException | None) -> None:
-        if self._conn_lost:
-            return
-        if self._buffer:
-            self._buffer.clear()
-            self._buffer_size = 0
-            self._loop._remove_writer(self._sock_fd)
-        if not self._closing:
-            self._closing = True
-            self._loop._remove_reader(self._sock_fd)
-        self._conn_lost += 1
-        self._loop.call_soon(self._call_connection_lost, exc)
-
-    def _call_connection_lost(self, exc: BaseException | None) -> None:
-        try:
-            if self._protocol_connected:
-                self._protocol.connection_lost(exc)
-        finally:
-            self._sock.close()
-            self._sock = None
-            self._protocol = None
-            self._loop = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import select
 import time
+from typing import Any
 
 from ._reactor import READ, WRITE, timeout_ms
 
@@ -41,6 +42,7 @@ def _to_epoll(events: int) -> int:
 
 
 class EpollReactor:
+    _events: Any  # compiled: a C array of struct epoll_event (see _epoll.pxd)
 
     def __init__(self) -> None:
         self._epoll = select.epoll()  # close-on-exec by default since Python 3.4

@@ -16,6 +16,7 @@ from types import ModuleType
 # Mirrors COMPILED_MODULES in setup.py.
 HOT_MODULES = (
     "tideloop._core",
+    "tideloop._sockio",
     "tideloop._epoll",
     "tideloop._stream_transport",
     "tideloop._sockets",

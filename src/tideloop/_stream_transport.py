@@ -14,7 +14,9 @@ import os
 import socket
 import warnings
 from asyncio import constants, protocols, transports, trsock
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ._sockio import recv_bytes, send_bytes
 
 logger = logging.getLogger("asyncio")
 
@@ -57,7 +59,83 @@ def _set_result_unless_cancelled(fut: Any, result: Any) -> None:
         fut.set_result(result)
 
 
-class SocketTransport(transports._FlowControlMixin):
+class SocketLifecycle:
+    """Closing and failing a socket transport, shared by the stream and datagram transports.
+
+    Expects ``_loop``, ``_sock``, ``_sock_fd``, ``_protocol``, ``_protocol_connected``,
+    ``_buffer``, ``_buffer_size``, ``_closing`` and ``_conn_lost`` on the transport.
+    """
+
+    if not TYPE_CHECKING:
+        # Empty slots keep the subclasses dict-free; hidden from mypy, whose slot check would
+        # otherwise pin the attributes annotated below to this class.
+        __slots__ = ()
+    _loop: Any
+    _sock: Any
+    _sock_fd: int
+    _protocol: Any
+    _protocol_connected: bool
+    _buffer: Any
+    _buffer_size: int
+    _closing: bool
+    _conn_lost: int
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._loop._remove_reader(self._sock_fd)
+        if not self._buffer:
+            self._conn_lost += 1
+            self._loop._remove_writer(self._sock_fd)
+            self._loop.call_soon(self._call_connection_lost, None)
+
+    def abort(self) -> None:
+        self._force_close(None)
+
+    def _fatal_error(self, exc: BaseException, message: str = "Fatal error on transport") -> None:
+        # OSErrors are the peer's doing (reset, broken pipe): asyncio only logs them in debug.
+        if isinstance(exc, OSError):
+            if self._loop.get_debug():
+                logger.debug("%r: %s", self, message, exc_info=True)
+        else:
+            self._loop.call_exception_handler({
+                "message": message, "exception": exc,
+                "transport": self, "protocol": self._protocol})
+        self._force_close(exc)
+
+    def _force_close(self, exc: BaseException | None) -> None:
+        if self._conn_lost:
+            return
+        if self._buffer:
+            self._buffer.clear()
+            self._buffer_size = 0
+            self._loop._remove_writer(self._sock_fd)
+        if not self._closing:
+            self._closing = True
+            self._loop._remove_reader(self._sock_fd)
+        self._conn_lost += 1
+        self._loop.call_soon(self._call_connection_lost, exc)
+
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
+        try:
+            if self._protocol_connected:
+                self._protocol.connection_lost(exc)
+        finally:
+            self._sock.close()
+            self._sock = None
+            self._protocol = None
+            self._loop = None
+            self._forget()
+
+    def _forget(self) -> None:
+        """Anything a transport must drop once connection_lost has run (override)."""
+
+
+class SocketTransport(SocketLifecycle, transports._FlowControlMixin):
     """A connected SOCK_STREAM socket driven by the loop's reactor."""
 
     # Slots, not a __dict__: attribute reads on the hot paths skip the instance-dict lookup.
@@ -191,7 +269,7 @@ class SocketTransport(transports._FlowControlMixin):
         if self._conn_lost:
             return
         try:
-            n = self._recv_into(self._rview)
+            data = recv_bytes(self._sock, self._sock_fd, self._rview)
         except (BlockingIOError, InterruptedError):
             return
         except (SystemExit, KeyboardInterrupt):
@@ -199,10 +277,9 @@ class SocketTransport(transports._FlowControlMixin):
         except BaseException as exc:
             self._fatal_error(exc, "Fatal read error on socket transport")
             return
-        if not n:
+        if not data:
             self._read_eof()
             return
-        data = self._rview[:n].tobytes()
         try:
             self._protocol.data_received(data)
         except (SystemExit, KeyboardInterrupt):
@@ -278,7 +355,7 @@ class SocketTransport(transports._FlowControlMixin):
             data = _as_bytes_view(data)
         if not self._buffer:
             try:
-                n = self._send(data)
+                n = send_bytes(self._sock, self._sock_fd, data)
             except (BlockingIOError, InterruptedError):
                 n = 0
             except (SystemExit, KeyboardInterrupt):
@@ -429,62 +506,14 @@ class SocketTransport(transports._FlowControlMixin):
 
     # -- closing ------------------------------------------------------------------------------
 
-    def is_closing(self) -> bool:
-        return self._closing
-
-    def close(self) -> None:
-        if self._closing:
-            return
-        self._closing = True
-        self._loop._remove_reader(self._sock_fd)
-        if not self._buffer:
-            self._conn_lost += 1
-            self._loop._remove_writer(self._sock_fd)
-            self._loop.call_soon(self._call_connection_lost, None)
-
-    def abort(self) -> None:
-        self._force_close(None)
-
-    def _fatal_error(self, exc: BaseException, message: str = "Fatal error on transport") -> None:
-        # OSErrors are the peer's doing (reset, broken pipe): asyncio only logs them in debug.
-        if isinstance(exc, OSError):
-            if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._loop.call_exception_handler({
-                "message": message, "exception": exc,
-                "transport": self, "protocol": self._protocol})
-        self._force_close(exc)
-
-    def _force_close(self, exc: BaseException | None) -> None:
-        if self._conn_lost:
-            return
-        if self._buffer:
-            self._buffer.clear()
-            self._buffer_size = 0
-            self._loop._remove_writer(self._sock_fd)
-        if not self._closing:
-            self._closing = True
-            self._loop._remove_reader(self._sock_fd)
-        self._conn_lost += 1
-        self._loop.call_soon(self._call_connection_lost, exc)
-
-    def _call_connection_lost(self, exc: BaseException | None) -> None:
-        try:
-            if self._protocol_connected:
-                self._protocol.connection_lost(exc)
-        finally:
-            self._sock.close()
-            self._sock = None
-            self._protocol = None
-            self._loop = None
-            server = self._server
-            if server is not None:
-                server._detach(self)
-                self._server = None
-            if self._empty_waiter is not None and not self._empty_waiter.done():
-                self._empty_waiter.set_exception(
-                    ConnectionError("Connection is closed by peer"))
+    def _forget(self) -> None:
+        # After connection_lost: leave the server's list, fail a pending sendfile waiter.
+        server = self._server
+        if server is not None:
+            server._detach(self)
+            self._server = None
+        if self._empty_waiter is not None and not self._empty_waiter.done():
+            self._empty_waiter.set_exception(ConnectionError("Connection is closed by peer"))
 
     # -- sendfile support (used by the loop's sendfile) ----------------------------------------
 

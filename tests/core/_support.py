@@ -33,12 +33,21 @@ def run_bounded(loop: asyncio.AbstractEventLoop, timeout: float = 5.0) -> None:
     assert not fired, "run_forever was not stopped within the time limit"
 
 
+class _VirtualReactor:
+    """The loop's reactor with poll() replaced; everything else goes to the real one."""
+
+    def __init__(self, real: Any, poll: Any) -> None:
+        self._real = real
+        self.poll = poll
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
 @contextmanager
 def virtual_clock(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
     """The loop's clock becomes a counter that jumps to the next deadline instead of sleeping;
     when the loop would sleep forever (nothing left), it is stopped instead."""
-    import tideloop._core as core
-
     now = [time.monotonic()]
     iterations = [0]
 
@@ -58,15 +67,16 @@ def virtual_clock(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
         return virtual_poll
 
     if isinstance(loop, tideloop.EventLoop):
+        # tideloop's scheduler reads loop.time(), and polls through loop._reactor (the compiled
+        # core's direct epoll path steps aside when _reactor is not the epoll reactor itself).
         reactor: Any = loop._reactor  # type: ignore[attr-defined]
-        saved = core._monotonic
-        core._monotonic = clock
-        reactor.poll = wrap(reactor.poll, lambda t: t < 0)
+        loop.time = clock  # type: ignore[method-assign]
+        loop._reactor = _VirtualReactor(reactor, wrap(reactor.poll, lambda t: t < 0))  # type: ignore[attr-defined]
         try:
             yield
         finally:
-            core._monotonic = saved
-            del reactor.poll
+            loop._reactor = reactor  # type: ignore[attr-defined]
+            del loop.time
     else:
         selector: Any = loop._selector  # type: ignore[attr-defined]
         loop.time = clock  # type: ignore[method-assign]

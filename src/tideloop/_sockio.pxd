@@ -1,0 +1,12 @@
+# Types for _sockio.py when compiled: one static read buffer, C-typed sizes.
+cimport cython
+
+cdef enum:
+    READ_SIZE = 262144
+
+cdef char _read_buf[READ_SIZE]
+
+@cython.locals(n=Py_ssize_t)
+cpdef bytes recv_bytes(object sock, int fd, object view)
+@cython.locals(n=Py_ssize_t)
+cpdef Py_ssize_t send_bytes(object sock, int fd, object data) except -1
