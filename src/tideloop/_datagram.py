@@ -105,35 +105,6 @@ class DatagramTransport(SocketLifecycle, transports._FlowControlMixin,
         if self._started:
             self._loop._add_reader(self._sock_fd, self._read_ready)
 
-    def get_write_buffer_size(self) -> int:
-        return self._buffer_size
-
-    def _maybe_pause_protocol(self) -> None:
-        if self._buffer_size <= self._high_water or self._protocol_paused:
-            return
-        self._protocol_paused = True
-        try:
-            self._protocol.pause_writing()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._loop.call_exception_handler({
-                "message": "protocol.pause_writing() failed",
-                "exception": exc, "transport": self, "protocol": self._protocol})
-
-    def _maybe_resume_protocol(self) -> None:
-        if not self._protocol_paused or self._buffer_size > self._low_water:
-            return
-        self._protocol_paused = False
-        try:
-            self._protocol.resume_writing()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._loop.call_exception_handler({
-                "message": "protocol.resume_writing() failed",
-                "exception": exc, "transport": self, "protocol": self._protocol})
-
     def _read_ready(self) -> None:
         if self._conn_lost:
             return

@@ -60,7 +60,7 @@ def _set_result_unless_cancelled(fut: Any, result: Any) -> None:
 
 
 class SocketLifecycle:
-    """Closing and failing a socket transport, shared by the stream and datagram transports.
+    """Write flow control, closing and failing: shared by the stream and datagram transports.
 
     Expects ``_loop``, ``_sock``, ``_sock_fd``, ``_protocol``, ``_protocol_connected``,
     ``_buffer``, ``_buffer_size``, ``_closing`` and ``_conn_lost`` on the transport.
@@ -79,6 +79,40 @@ class SocketLifecycle:
     _buffer_size: int
     _closing: bool
     _conn_lost: int
+    _protocol_paused: bool
+    _high_water: int
+    _low_water: int
+
+    def get_write_buffer_size(self) -> int:
+        return self._buffer_size
+
+    def _maybe_pause_protocol(self) -> None:
+        if self._buffer_size <= self._high_water or self._protocol_paused:
+            return
+        self._protocol_paused = True
+        try:
+            self._protocol.pause_writing()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler({
+                "message": "protocol.pause_writing() failed",
+                "exception": exc, "transport": self, "protocol": self._protocol})
+
+    def _resume_protocol(self) -> None:
+        self._protocol_paused = False
+        try:
+            self._protocol.resume_writing()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler({
+                "message": "protocol.resume_writing() failed",
+                "exception": exc, "transport": self, "protocol": self._protocol})
+
+    def _maybe_resume_protocol(self) -> None:
+        if self._protocol_paused and self._buffer_size <= self._low_water:
+            self._resume_protocol()
 
     def is_closing(self) -> bool:
         return self._closing
@@ -370,7 +404,7 @@ class SocketTransport(SocketLifecycle, transports._FlowControlMixin):
             self._queue(data, n, size)
         else:
             self._queue(data, 0, len(data))
-        self._maybe_pause()
+        self._maybe_pause_protocol()
 
     def _queue(self, data: Any, start: int, size: int) -> None:
         # Keep a view only on immutable data: the caller may reuse a bytearray.
@@ -408,7 +442,7 @@ class SocketTransport(SocketLifecycle, transports._FlowControlMixin):
                 return
             if self._buffer:
                 self._loop._add_writer(self._sock_fd, self._write_ready)
-        self._maybe_pause()
+        self._maybe_pause_protocol()
 
     def _flush(self) -> bool:
         """Send as much of the buffer as the kernel takes; False after a fatal error."""
@@ -469,40 +503,6 @@ class SocketTransport(SocketLifecycle, transports._FlowControlMixin):
         return True
 
     # -- flow control ------------------------------------------------------------------------
-
-    def get_write_buffer_size(self) -> int:
-        return self._buffer_size
-
-    def _maybe_pause(self) -> None:
-        if self._buffer_size <= self._high_water or self._protocol_paused:
-            return
-        self._protocol_paused = True
-        try:
-            self._protocol.pause_writing()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._loop.call_exception_handler({
-                "message": "protocol.pause_writing() failed",
-                "exception": exc, "transport": self, "protocol": self._protocol})
-
-    def _maybe_pause_protocol(self) -> None:
-        self._maybe_pause()
-
-    def _resume_protocol(self) -> None:
-        self._protocol_paused = False
-        try:
-            self._protocol.resume_writing()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._loop.call_exception_handler({
-                "message": "protocol.resume_writing() failed",
-                "exception": exc, "transport": self, "protocol": self._protocol})
-
-    def _maybe_resume_protocol(self) -> None:
-        if self._protocol_paused and self._buffer_size <= self._low_water:
-            self._resume_protocol()
 
     # -- closing ------------------------------------------------------------------------------
 
