@@ -46,6 +46,9 @@ cdef _heap_push(list heap, TimerHandle item)
                n=Py_ssize_t, last=TimerHandle, top=TimerHandle, parent=TimerHandle)
 cdef TimerHandle _heap_pop(list heap)
 
+cdef inline _gc_hide(Handle h)
+cdef inline _gc_show(Handle h)
+cdef inline _gc_release(Handle h)
 cdef _init_handle(Handle h, object callback, object args, LoopCore loop, object context)
 @cython.locals(h=Handle)
 cdef Handle _new_handle(object callback, object args, LoopCore loop, object context)
@@ -73,6 +76,7 @@ cdef class LoopCore:
     cdef EpollReactor _epoll
     cdef public dict _fds
     cdef public bint _wakeup_pending
+    cdef bint _gc_hiding
     cdef public int _wake_r
     cdef public int _wake_w
     cdef object __weakref__
@@ -97,3 +101,4 @@ cdef class LoopCore:
     @cython.locals(n=Py_ssize_t, i=Py_ssize_t, h=Handle, t0=double, dt=double)
     cdef _run_ready_debug(self, list ready)
     cdef _requeue(self, list todo, Py_ssize_t start)
+    cdef _gc_show_pending(self)

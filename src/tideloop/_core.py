@@ -2,7 +2,9 @@
 
 Invariants: callbacks run only inside ``_run_once``; ready callbacks run in the order they were
 scheduled; timers become ready in order of (when, scheduling order), so timers due at the same time
-keep FIFO order; a cancelled handle never runs. This file is compiled by Cython in pure Python mode
+keep FIFO order; a cancelled handle never runs. While the loop runs, the handles it holds are
+hidden from the cyclic GC (compiled core; see ``_gc_hide``) and every handle the loop lets go of
+is visible to it again. This file is compiled by Cython in pure Python mode
 (types in ``_core.pxd``) and runs unchanged when interpreted.
 """
 
@@ -31,6 +33,12 @@ if cython.compiled:
         PyContext_CopyCurrent,
         PyContext_Enter,
         PyContext_Exit,
+    )
+    from cython.cimports.tideloop._gc_sys import (  # type: ignore[import-not-found]
+        Py_REFCNT,
+        PyObject_GC_IsTracked,
+        PyObject_GC_Track,
+        PyObject_GC_UnTrack,
     )
 
 _monotonic = _time.monotonic
@@ -201,6 +209,34 @@ def _new_timer(when: float, callback: Any, args: Any, loop: LoopCore, context: A
     return h
 
 
+# Cyclic GC and handles. A loop holds many one-shot handles at once (a task step or a future
+# callback per pending task, a timer per call_later), and walking them on every collection was
+# a large share of gather() and timer runs. While the loop runs it is alive, and so is every
+# handle it holds: a cycle through such a handle cannot be garbage yet. So the compiled core
+# untracks one-shot handles created while it runs, and tracks them again as it lets go of them
+# (after running, when a cancelled timer leaves the heap, when the loop stops or closes), if
+# anyone else still holds them: from then on, cycles through them are collected as usual.
+# fd and signal handles stay tracked throughout. Interpreted, these are no-ops.
+
+
+def _gc_hide(h: Handle) -> None:
+    if cython.compiled:
+        PyObject_GC_UnTrack(h)
+
+
+def _gc_show(h: Handle) -> None:
+    if cython.compiled:
+        if h is not None and not PyObject_GC_IsTracked(h):
+            PyObject_GC_Track(h)
+
+
+def _gc_release(h: Handle) -> None:
+    # The caller holds one reference; any other means the handle lives on outside the loop.
+    if cython.compiled:
+        if Py_REFCNT(h) > 1 and not PyObject_GC_IsTracked(h):
+            PyObject_GC_Track(h)
+
+
 class _FdEntry:
     """The loop's record of one registered fd: its reader, its writer and the kernel mask."""
 
@@ -253,6 +289,7 @@ class LoopCore:
         self.slow_callback_duration = 0.1
         self._fds = {}
         self._wakeup_pending = False
+        self._gc_hiding = False
         # Self-pipe: call_soon_threadsafe and signal.set_wakeup_fd write to _wake_w; the loop
         # reads _wake_r. Non-blocking both ends: a full pipe already means "wake up".
         self._wake_r, self._wake_w = os.pipe()
@@ -281,6 +318,8 @@ class LoopCore:
         elif not callable(callback):
             self._check_callback(callback, "call_soon")
         h = _new_handle(callback, args, self, context)
+        if self._gc_hiding:
+            _gc_hide(h)
         self._ready.append(h)
         return h
 
@@ -290,6 +329,8 @@ class LoopCore:
         if self._debug or not callable(callback):
             self._check_callback(callback, "call_soon_threadsafe")
         h = _new_handle(callback, args, self, context)
+        if self._gc_hiding:
+            _gc_hide(h)
         if cython.compiled:
             self._ready.append(h)
         else:
@@ -321,6 +362,8 @@ class LoopCore:
         elif not callable(callback):
             self._check_callback(callback, method)
         timer = _new_timer(when, callback, args, self, context)
+        if self._gc_hiding:
+            _gc_hide(timer)
         self._timer_seq += 1
         timer._seq = self._timer_seq
         if cython.compiled:
@@ -528,10 +571,25 @@ class LoopCore:
         self._stopping = True
 
     def _run_forever_inner(self) -> None:
-        while True:
-            self._run_once()
-            if self._stopping:
-                break
+        # A running loop is alive (its caller's frame holds it), so the one-shot handles it owns
+        # meanwhile need no cyclic GC: hide them (compiled core), and show what is still
+        # pending once it stops, when a dropped loop must be collectable again.
+        self._gc_hiding = cython.compiled
+        try:
+            while True:
+                self._run_once()
+                if self._stopping:
+                    break
+        finally:
+            self._gc_hiding = False
+            if cython.compiled:
+                self._gc_show_pending()
+
+    def _gc_show_pending(self) -> None:
+        for h in self._ready:
+            _gc_show(h)
+        for entry in self._scheduled:
+            _gc_show(_timer_of(entry))
 
     def _run_once(self) -> None:
         """One iteration: drop cancelled timers, wait for I/O, move due timers, run what's ready."""
@@ -544,6 +602,7 @@ class LoopCore:
             for entry in sched:
                 if _timer_of(entry)._cancelled:
                     _timer_of(entry)._scheduled = False
+                    _gc_show(_timer_of(entry))
                 else:
                     kept.append(entry)
             _heapify(kept)
@@ -557,6 +616,7 @@ class LoopCore:
                 _pop_timer(sched)
                 self._timer_cancelled_count -= 1
                 t._scheduled = False
+                _gc_release(t)
 
         if ready or self._stopping:
             timeout = 0.0
@@ -614,6 +674,7 @@ class LoopCore:
                 i += 1
                 if not h._cancelled:
                     h._run()
+                _gc_release(h)
         except BaseException:
             # SystemExit/KeyboardInterrupt unwinding run_forever: what did not run yet stays
             # first in line for the next run, as it would in asyncio's deque.
@@ -633,6 +694,7 @@ class LoopCore:
             ready[i] = None
             i += 1
             if h._cancelled:
+                _gc_release(h)
                 continue
             self._current_handle = h
             t0 = _monotonic()
@@ -646,6 +708,7 @@ class LoopCore:
                 self._current_handle = None
             if dt >= self.slow_callback_duration:
                 self._log_slow_callback(h, dt)
+            _gc_release(h)
         h = None  # as in _run_once: a surviving frame must not hold the last handle
 
     def _log_slow_callback(self, handle: Any, seconds: float) -> None:
@@ -659,6 +722,8 @@ class LoopCore:
         self._closed = True
         if self._reactor is None:
             return  # __init__ failed before owning anything
+        if cython.compiled:
+            self._gc_show_pending()
         self._ready.clear()
         for item in self._scheduled:
             _timer_of(item)._scheduled = False

@@ -1,0 +1,123 @@
+"""Reference cycles through handles are collected, whatever the loop did with the handle.
+
+The compiled core hides the handles it owns from the cyclic GC while it runs (see _core.py);
+these tests pin down that every cycle through a handle is still collected once the loop has let
+go of it: after it ran, after it was cancelled, and when the loop stopped or was dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import warnings
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+
+class Holder:
+    """An object that keeps the handle that calls it back: obj -> handle -> bound method -> obj."""
+
+    def __init__(self) -> None:
+        self.handle: Any = None
+        self.calls = 0
+
+    def callback(self) -> None:
+        self.calls += 1
+
+
+def _collected(ref: weakref.ref[Any]) -> bool:
+    gc.collect()
+    return ref() is None
+
+
+def test_cycle_through_a_handle_that_ran(loop: asyncio.AbstractEventLoop) -> None:
+    async def main() -> weakref.ref[Holder]:
+        obj = Holder()
+        obj.handle = loop.call_soon(obj.callback)
+        await asyncio.sleep(0)
+        assert obj.calls == 1
+        return weakref.ref(obj)
+
+    ref = loop.run_until_complete(main())
+    # The loop is stopped but still open: nothing outside the cycle holds it.
+    assert _collected(ref)
+    loop.close()
+
+
+def test_cycle_through_a_timer_that_fired_while_running(loop: asyncio.AbstractEventLoop) -> None:
+    async def main() -> weakref.ref[Holder]:
+        obj = Holder()
+        obj.handle = loop.call_later(0, obj.callback)
+        await asyncio.sleep(0.01)
+        assert obj.calls == 1
+        ref = weakref.ref(obj)
+        del obj
+        # Collected while the loop is still running.
+        assert _collected(ref)
+        return ref
+
+    loop.run_until_complete(main())
+    loop.close()
+
+
+def test_cycle_through_a_cancelled_timer(loop: asyncio.AbstractEventLoop) -> None:
+    async def main() -> weakref.ref[Holder]:
+        obj = Holder()
+        obj.handle = loop.call_later(3600, obj.callback)
+        obj.handle.cancel()
+        await asyncio.sleep(0)  # the loop drops the cancelled timer from its heap
+        return weakref.ref(obj)
+
+    ref = loop.run_until_complete(main())
+    assert _collected(ref)
+    loop.close()
+
+
+def test_cycle_through_pending_handles_after_the_loop_stops(
+        loop: asyncio.AbstractEventLoop) -> None:
+    refs: list[weakref.ref[Holder]] = []
+
+    async def main() -> None:
+        for delay in (None, 3600.0):
+            obj = Holder()
+            if delay is None:
+                obj.handle = loop.call_soon(obj.callback)
+            else:
+                obj.handle = loop.call_later(delay, obj.callback)
+            refs.append(weakref.ref(obj))
+        loop.stop()
+
+    loop.create_task(main())
+    loop.run_forever()
+    # Still pending, so the open loop keeps both alive...
+    gc.collect()
+    assert all(r() is not None for r in refs)
+    # ... until it lets go of them.
+    loop.close()
+    assert all(_collected(r) for r in refs)
+
+
+def test_dropped_loop_with_handles_scheduled_while_running_is_collected(
+        loop_kind: str, loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> None:
+    # loop_factory checks afterwards that no fd leaked: collecting the loop must close it. The
+    # loop itself is made here, since the fixture's loops stay referenced until the test ends.
+    import tideloop
+
+    lp = asyncio.new_event_loop() if loop_kind == "asyncio" else tideloop.new_event_loop()
+
+    async def main() -> None:
+        running = asyncio.get_running_loop()
+        running.call_soon(lambda: None)
+        running.call_later(3600, lambda: None)
+
+    lp.run_until_complete(main())
+    ref = weakref.ref(lp)
+    with pytest.warns(ResourceWarning, match="unclosed event loop"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", ResourceWarning)
+            del lp
+            gc.collect()
+    assert ref() is None
