@@ -11,6 +11,7 @@ from setuptools.command.build_ext import build_ext
 
 # Modules compiled from their own .py source (typed by the .pxd beside them).
 COMPILED_MODULES = [
+    "tideloop._timerheap",
     "tideloop._core",
     "tideloop._sockio",
     "tideloop._epoll",

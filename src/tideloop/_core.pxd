@@ -3,6 +3,7 @@
 cimport cython
 
 from tideloop._epoll cimport EpollReactor
+from tideloop._timerheap cimport TimerHeap
 
 cdef class LoopCore
 
@@ -36,15 +37,6 @@ cdef class _FdEntry:
     cdef public int events
 
 
-cdef inline TimerHandle _timer_of(object entry)
-cdef inline _pop_timer(list heap)
-cdef _heapify(list heap)
-cdef inline bint _entry_lt(TimerHandle a, TimerHandle b)
-@cython.locals(pos=Py_ssize_t, parentpos=Py_ssize_t, parent=TimerHandle)
-cdef _heap_push(list heap, TimerHandle item)
-@cython.locals(pos=Py_ssize_t, parentpos=Py_ssize_t, child=Py_ssize_t, right=Py_ssize_t,
-               n=Py_ssize_t, last=TimerHandle, top=TimerHandle, parent=TimerHandle)
-cdef TimerHandle _heap_pop(list heap)
 
 cdef inline _gc_hide(Handle h)
 cdef inline _gc_show(Handle h)
@@ -61,7 +53,7 @@ cdef class LoopCore:
     cdef public list _ready
     cdef object _ready_lock
     cdef public bint _io_quiet
-    cdef public list _scheduled
+    cdef public TimerHeap _timers
     cdef public Py_ssize_t _timer_seq
     cdef public Py_ssize_t _timer_cancelled_count
     cdef public bint _stopping
@@ -95,10 +87,11 @@ cdef class LoopCore:
     cdef _process_epoll(self, int n)
     @cython.locals(entry=_FdEntry, h=Handle)
     cdef _dispatch(self, int fd, int mask)
-    @cython.locals(sched=list, ready=list, kept=list, n=Py_ssize_t, i=Py_ssize_t,
-                   t=TimerHandle, h=Handle, timeout=double, end_time=double, n=int)
+    @cython.locals(timers=TimerHeap, ready=list, n=Py_ssize_t, i=Py_ssize_t,
+                   t=TimerHandle, h=Handle, timeout=double, end_time=double)
     cpdef _run_once(self)
     @cython.locals(n=Py_ssize_t, i=Py_ssize_t, h=Handle, t0=double, dt=double)
     cdef _run_ready_debug(self, list ready)
     cdef _requeue(self, list todo, Py_ssize_t start)
+    @cython.locals(t=TimerHandle)
     cdef _gc_show_pending(self)

@@ -16,11 +16,11 @@ import threading
 import time as _time
 from asyncio import Future, Task, coroutines
 from contextvars import copy_context
-from heapq import heapify, heappop, heappush
 from typing import Any
 
 from . import _compat
 from ._reactor import MAX_TIMEOUT, READ, WRITE
+from ._timerheap import TimerHeap
 
 try:
     import cython
@@ -256,7 +256,7 @@ class LoopCore:
     """Ready queue, timers, fd table and ``_run_once``; the rest of the loop is built on top."""
 
     _ready: list[Any]  # Handles; slots are cleared to None as they run
-    _scheduled: list[Any]  # see _timer_of
+    _timers: TimerHeap  # of TimerHandles, by (when, seq)
     _fds: dict[int, _FdEntry]
     _reactor: Any
     _debug: bool
@@ -275,8 +275,8 @@ class LoopCore:
         # True while poll() may be skipped when callbacks are ready: only the self-pipe is
         # registered and no signal handler needs its bytes, so no I/O could be observed.
         self._io_quiet = True
-        # Heap of (when, seq, TimerHandle): tuples compare in C and seq keeps equal times FIFO.
-        self._scheduled = []
+        # Pending timers by (when, seq): seq keeps timers due at the same time FIFO.
+        self._timers = TimerHeap()
         self._timer_seq = 0
         self._timer_cancelled_count = 0
         self._stopping = False
@@ -366,10 +366,7 @@ class LoopCore:
             _gc_hide(timer)
         self._timer_seq += 1
         timer._seq = self._timer_seq
-        if cython.compiled:
-            _heap_push(self._scheduled, timer)
-        else:
-            heappush(self._scheduled, (timer._when, self._timer_seq, timer))
+        self._timers.push(when, self._timer_seq, timer)
         timer._scheduled = True
         return timer
 
@@ -588,32 +585,29 @@ class LoopCore:
     def _gc_show_pending(self) -> None:
         for h in self._ready:
             _gc_show(h)
-        for entry in self._scheduled:
-            _gc_show(_timer_of(entry))
+        for t in self._timers.items():
+            _gc_show(t)
 
     def _run_once(self) -> None:
         """One iteration: drop cancelled timers, wait for I/O, move due timers, run what's ready."""
-        sched = self._scheduled
+        timers = self._timers
         ready = self._ready
-        n = len(sched)
+        n = timers.size()
         if n > _MIN_SCHEDULED_TIMER_HANDLES and self._timer_cancelled_count * 2 > n:
             # Mostly cancelled: rebuild once instead of popping them one by one later.
-            kept = []
-            for entry in sched:
-                if _timer_of(entry)._cancelled:
-                    _timer_of(entry)._scheduled = False
-                    _gc_show(_timer_of(entry))
+            for t in timers.take_all():
+                if t._cancelled:
+                    t._scheduled = False
+                    _gc_show(t)
                 else:
-                    kept.append(entry)
-            _heapify(kept)
-            self._scheduled = sched = kept
+                    timers.push(t._when, t._seq, t)
             self._timer_cancelled_count = 0
         else:
-            while sched:
-                t = _timer_of(sched[0])
+            while timers.size():
+                t = timers.top()
                 if not t._cancelled:
                     break
-                _pop_timer(sched)
+                timers.pop()
                 self._timer_cancelled_count -= 1
                 t._scheduled = False
                 _gc_release(t)
@@ -624,8 +618,8 @@ class LoopCore:
                 # Nothing but the self-pipe is watched: a poll could only find wake-up bytes
                 # for callbacks that are already in _ready. Skip the syscall.
                 timeout = -2.0
-        elif sched:
-            timeout = _timer_of(sched[0])._when - self.time()
+        elif timers.size():
+            timeout = timers.top_when() - self.time()
             if not timeout > 0.0:
                 timeout = 0.0  # due, or NaN: asyncio's max(0, nan) runs such a timer at once
             elif timeout > MAX_TIMEOUT:
@@ -643,13 +637,12 @@ class LoopCore:
             if events:
                 self._process_events(events)
 
-        if sched:
+        if timers.size():
             end_time = self.time() + self._clock_resolution
-            while sched:
-                t = _timer_of(sched[0])
-                if t._when >= end_time:
+            while timers.size():
+                if timers.top_when() >= end_time:
                     break
-                _pop_timer(sched)
+                t = timers.pop()
                 t._scheduled = False
                 ready.append(t)
 
@@ -725,9 +718,8 @@ class LoopCore:
         if cython.compiled:
             self._gc_show_pending()
         self._ready.clear()
-        for item in self._scheduled:
-            _timer_of(item)._scheduled = False
-        self._scheduled = []
+        for t in self._timers.take_all():
+            t._scheduled = False
         self._timer_cancelled_count = 0
         for entry in self._fds.values():
             if entry.reader is not None:
@@ -740,87 +732,6 @@ class LoopCore:
             os.close(self._wake_w)
             self._wake_r = self._wake_w = -1
         self._reactor.close()
-
-
-# The timer heap, ordered by (when, seq). Interpreted, it holds (when, seq, handle) tuples for
-# heapq, the fastest heap plain Python has. Compiled, it holds the handles themselves and these
-# functions compare their C fields: no tuple per timer and no Python-level comparisons.
-
-
-def _timer_of(entry: Any) -> TimerHandle:
-    if cython.compiled:
-        return cython.cast(TimerHandle, entry)  # type: ignore[no-any-return]
-    return entry[2]  # type: ignore[no-any-return]
-
-
-def _pop_timer(heap: list[Any]) -> None:
-    if cython.compiled:
-        _heap_pop(heap)
-    else:
-        heappop(heap)
-
-
-def _heapify(heap: list[Any]) -> None:
-    if cython.compiled:
-        items = heap[:]
-        del heap[:]
-        for item in items:
-            _heap_push(heap, item)
-    else:
-        heapify(heap)
-
-
-def _entry_lt(a: TimerHandle, b: TimerHandle) -> bool:
-    if a._when != b._when:
-        return a._when < b._when
-    return a._seq < b._seq
-
-
-# Heap indexes are in range by construction: no bounds or negative-index checks.
-@cython.boundscheck(False)
-@cython.wraparound(False)
-def _heap_push(heap: list[Any], item: Any) -> None:
-    heap.append(item)
-    pos = len(heap) - 1
-    while pos > 0:
-        parentpos = (pos - 1) >> 1
-        parent = cython.cast(TimerHandle, heap[parentpos])
-        if not _entry_lt(item, parent):
-            break
-        heap[pos] = parent
-        pos = parentpos
-    heap[pos] = item
-
-
-@cython.boundscheck(False)
-@cython.wraparound(False)
-def _heap_pop(heap: list[Any]) -> Any:
-    last = cython.cast(TimerHandle, heap.pop())
-    if not heap:
-        return last
-    top = cython.cast(TimerHandle, heap[0])
-    # Floyd's variant (as heapq does): move the smaller child up all the way to a leaf, then
-    # sift the former last item up from there; fewer comparisons than a classic sift-down.
-    n = len(heap)
-    pos = 0
-    child = 1
-    while child < n:
-        right = child + 1
-        if right < n and not _entry_lt(cython.cast(TimerHandle, heap[child]),
-                                        cython.cast(TimerHandle, heap[right])):
-            child = right
-        heap[pos] = heap[child]
-        pos = child
-        child = 2 * pos + 1
-    while pos > 0:
-        parentpos = (pos - 1) >> 1
-        parent = cython.cast(TimerHandle, heap[parentpos])
-        if not _entry_lt(last, parent):
-            break
-        heap[pos] = parent
-        pos = parentpos
-    heap[pos] = last
-    return top
 
 
 def _fileobj_to_fd(fileobj: Any) -> int:

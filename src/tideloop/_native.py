@@ -15,6 +15,7 @@ from types import ModuleType
 
 # Mirrors COMPILED_MODULES in setup.py.
 HOT_MODULES = (
+    "tideloop._timerheap",
     "tideloop._core",
     "tideloop._sockio",
     "tideloop._epoll",
