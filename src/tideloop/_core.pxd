@@ -8,7 +8,6 @@ from tideloop._timerheap cimport TimerHeap
 cdef class LoopCore
 
 
-@cython.freelist(256)
 cdef class Handle:
     cdef public object _callback
     cdef public object _args

@@ -23,3 +23,7 @@ def boundscheck(flag: bool):  # type: ignore[no-untyped-def]
 
 
 wraparound = boundscheck
+
+
+def cclass(cls):  # type: ignore[no-untyped-def]
+    return cls
