@@ -57,6 +57,11 @@ COMPILED = not __file__.endswith((".py", ".pyc"))
 class Handle:
     """A scheduled callback: the object ``call_soon`` and ``add_reader`` return."""
 
+    # Interpreted, slots keep a handle small and dict-free (one GC object, not two), as
+    # asyncio's are; compiled, the fields are the C struct from _core.pxd.
+    __slots__ = ("_callback", "_args", "_cancelled", "_loop", "_source_traceback", "_repr",
+                 "_context", "__weakref__")
+
     # Declared for mypy; the compiled core takes the field types from _core.pxd.
     _callback: Any
     _args: Any
@@ -127,6 +132,8 @@ class Handle:
 @cython.cclass
 class TimerHandle(Handle):
     """A callback scheduled for a loop time: what ``call_later`` and ``call_at`` return."""
+
+    __slots__ = ("_when", "_scheduled", "_seq")
 
     _when: float
     _scheduled: bool
@@ -245,6 +252,8 @@ def _gc_release(h: Handle) -> None:
 
 class _FdEntry:
     """The loop's record of one registered fd: its reader, its writer and the kernel mask."""
+
+    __slots__ = ("reader", "writer", "fileobj", "events")
 
     reader: Handle | None
     writer: Handle | None
@@ -439,8 +448,14 @@ class LoopCore:
         if self._closed:
             self._raise_closed()
         if self._task_factory is None:
-            task = Task(coro, loop=self, name=name, context=context,  # type: ignore[arg-type]
-                        **kwargs)
+            if kwargs:  # eager_start= and the like (3.12+), passed through to Task
+                task = Task(coro, loop=self, name=name, context=context,  # type: ignore[arg-type]
+                            **kwargs)
+            elif name is None and context is None:
+                # The common call: no keywords to build and merge.
+                task = Task(coro, loop=self)  # type: ignore[arg-type]
+            else:
+                task = Task(coro, loop=self, name=name, context=context)  # type: ignore[arg-type]
             if self._debug:
                 # Only debug mode records where a task was created; drop our own frames.
                 _compat.trim_tideloop_frames(getattr(task, "_source_traceback", None))
