@@ -6,6 +6,14 @@ from tideloop._epoll cimport EpollReactor
 
 cdef class LoopCore
 
+# Module constants the hot paths read, as C globals: Cython caches module-dict lookups with dict
+# version tags, which it cannot use on Python 3.12+, where each read is a dict lookup (~120
+# instructions). Python code outside this module does not read them.
+cdef Py_ssize_t _MIN_SCHEDULED_TIMER_HANDLES
+cdef object _monotonic
+cdef int READ, WRITE
+cdef double MAX_TIMEOUT
+
 
 @cython.freelist(256)
 cdef class Handle:
