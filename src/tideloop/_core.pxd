@@ -83,6 +83,19 @@ cdef class LoopCore:
     cdef public bint _wakeup_pending
     cdef public int _wake_r
     cdef public int _wake_w
+    # Set by LoopBase.__init__ (_loop.py). As slots, an EventLoop needs no instance __dict__:
+    # CPython 3.12+ specializes `loop.call_soon` (LOAD_ATTR_METHOD_LAZY_DICT) only while the
+    # instance has none, and C callers (asyncio's Task) skip a dict lookup per method call.
+    cdef public object _signal_handlers
+    cdef public object _default_executor
+    cdef public object _executor_shutdown_called
+    cdef public object _exception_handler
+    cdef public object _asyncgens
+    cdef public object _asyncgens_shutdown_called
+    cdef public object _old_agen_hooks
+    cdef public object _coroutine_origin_tracking_enabled
+    cdef public object _coroutine_origin_tracking_saved_depth
+    cdef public object _transports
     cdef object __weakref__
 
     cpdef double time(self)
