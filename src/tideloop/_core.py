@@ -32,6 +32,7 @@ if cython.compiled:
         PyContext_Enter,
         PyContext_Exit,
     )
+    from cython.cimports.tideloop._capi import call_args  # type: ignore[import-not-found]
 
 _monotonic = _time.monotonic
 
@@ -96,7 +97,7 @@ class Handle:
                 ctx = self._context
                 PyContext_Enter(ctx)
                 try:
-                    self._callback(*self._args)
+                    call_args(self._callback, self._args)
                 finally:
                     PyContext_Exit(ctx)
             else:
