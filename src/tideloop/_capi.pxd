@@ -26,3 +26,40 @@ cdef extern from *:
     }
     """
     object call_args "__tideloop_call_args" (object f, object args)
+
+
+cdef extern from *:
+    """
+    /* 1 if obj.<name> resolves to `impl`, the function object in the defining class's dict:
+       the type (through its MRO, via the type attribute cache) yields impl and the instance has
+       no dict entry shadowing it. It answers the question Cython asks before every call of a
+       cpdef method on an instance of a Python subclass ("is it overridden?"), which Cython
+       caches with dict version tags up to 3.11 but answers on 3.12+ with a full getattr and a
+       bound method (~470 instructions). 0 means "call it the normal way", which is always
+       correct: below 3.12 Cython's own check is already cheap, and on versions this was not
+       written against it gives the slow but exact answer. */
+    static CYTHON_INLINE int __tideloop_resolves_to(PyObject *obj, PyObject *name,
+                                                   PyObject *impl) {
+    #if PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030E0000
+        PyObject **dictptr;
+        if (_PyType_Lookup(Py_TYPE(obj), name) != impl)
+            return 0;
+        /* 3.12/3.13: no dict is created here for a type without inline values (a subclass of
+           a C type with fields never has them). */
+        dictptr = _PyObject_GetDictPtr(obj);
+        if (dictptr == NULL || *dictptr == NULL)
+            return 1;
+        if (PyDict_GetItemWithError(*dictptr, name) != NULL)
+            return 0;
+        if (PyErr_Occurred()) {   /* only a key's own __eq__ can fail here: take the slow path */
+            PyErr_Clear();
+            return 0;
+        }
+        return 1;
+    #else
+        (void)obj; (void)name; (void)impl;
+        return 0;
+    #endif
+    }
+    """
+    bint resolves_to "__tideloop_resolves_to" (object obj, object name, object impl)

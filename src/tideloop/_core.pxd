@@ -13,6 +13,8 @@ cdef Py_ssize_t _MIN_SCHEDULED_TIMER_HANDLES
 cdef object _monotonic
 cdef int READ, WRITE
 cdef double MAX_TIMEOUT
+cdef object _LOOPCORE_TIME
+cdef inline double _loop_time(LoopCore loop) except? -1.0
 
 
 @cython.freelist(256)

@@ -32,7 +32,10 @@ if cython.compiled:
         PyContext_Enter,
         PyContext_Exit,
     )
-    from cython.cimports.tideloop._capi import call_args  # type: ignore[import-not-found]
+    from cython.cimports.tideloop._capi import (  # type: ignore[import-not-found]
+        call_args,
+        resolves_to,
+    )
 
 _monotonic = _time.monotonic
 
@@ -305,7 +308,7 @@ class LoopCore:
         # asyncio's call_later delegates to call_at, and its errors name call_at().
         # self.time(), not the clock directly: subclasses and test clocks replace time(), and
         # asyncio's own deadlines (timeout(), wait_for()) are computed from loop.time().
-        return self._call_at(self.time() + delay, callback, args, context, "call_at")
+        return self._call_at(_loop_time(self) + delay, callback, args, context, "call_at")
 
     def call_at(self, when: Any, callback: Any, *args: Any, context: Any = None) -> TimerHandle:
         if when is None:
@@ -769,6 +772,13 @@ def _heap_pop(heap: list[Any]) -> Any:
     return top
 
 
+def _loop_time(loop: LoopCore) -> float:
+    """``loop.time()``, honouring overrides, without Cython's per-call override lookup."""
+    if cython.compiled and resolves_to(loop, "time", _LOOPCORE_TIME):
+        return LoopCore.time(loop)  # a C call: nothing replaces time() on this loop
+    return loop.time()
+
+
 def _overrides_run_once(loop: LoopCore) -> bool:
     """True if a subclass or the instance itself replaces ``_run_once`` (tests do that)."""
     # Through the type's dict: compiled, the expression LoopCore._run_once would be a fresh
@@ -777,6 +787,7 @@ def _overrides_run_once(loop: LoopCore) -> bool:
 
 
 _LOOPCORE_DICT: Any = LoopCore.__dict__
+_LOOPCORE_TIME: Any = _LOOPCORE_DICT["time"]
 
 
 def _fileobj_to_fd(fileobj: Any) -> int:

@@ -462,5 +462,6 @@ def test_compiled_loop_keeps_no_instance_dict(loop: asyncio.AbstractEventLoop) -
     # no __dict__; an attribute that LoopBase sets without a slot in _core.pxd would create one.
     if not tideloop.COMPILED:
         pytest.skip("the interpreted core keeps attributes in the instance dict")
-    loop.run_until_complete(asyncio.sleep(0))
+    loop.call_later(0.001, _cb)
+    loop.run_until_complete(asyncio.sleep(0.002))
     assert vars(loop) == {}
