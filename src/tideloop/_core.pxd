@@ -7,6 +7,16 @@ from tideloop._timerheap cimport TimerHeap
 
 cdef class LoopCore
 
+# Module constants the hot paths read, as C globals: Cython caches module-dict lookups with dict
+# version tags, which it cannot use on Python 3.12+, where each read is a dict lookup (~120
+# instructions). Python code outside this module does not read them.
+cdef Py_ssize_t _MIN_SCHEDULED_TIMER_HANDLES
+cdef object _monotonic
+cdef int READ, WRITE
+cdef double MAX_TIMEOUT
+cdef object _LOOPCORE_TIME
+cdef inline double _loop_time(LoopCore loop) except? -1.0
+
 
 cdef class Handle:
     cdef public object _callback
@@ -70,6 +80,19 @@ cdef class LoopCore:
     cdef bint _gc_hiding
     cdef public int _wake_r
     cdef public int _wake_w
+    # Set by LoopBase.__init__ (_loop.py). As slots, an EventLoop needs no instance __dict__:
+    # CPython 3.12+ specializes `loop.call_soon` (LOAD_ATTR_METHOD_LAZY_DICT) only while the
+    # instance has none, and C callers (asyncio's Task) skip a dict lookup per method call.
+    cdef public object _signal_handlers
+    cdef public object _default_executor
+    cdef public object _executor_shutdown_called
+    cdef public object _exception_handler
+    cdef public object _asyncgens
+    cdef public object _asyncgens_shutdown_called
+    cdef public object _old_agen_hooks
+    cdef public object _coroutine_origin_tracking_enabled
+    cdef public object _coroutine_origin_tracking_saved_depth
+    cdef public object _transports
     cdef object __weakref__
 
     cpdef double time(self)

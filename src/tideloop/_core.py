@@ -34,6 +34,10 @@ if cython.compiled:
         PyContext_Enter,
         PyContext_Exit,
     )
+    from cython.cimports.tideloop._capi import (  # type: ignore[import-not-found]
+        call_args,
+        resolves_to,
+    )
     from cython.cimports.tideloop._gc_sys import (  # type: ignore[import-not-found]
         Py_REFCNT,
         PyObject_GC_IsTracked,
@@ -113,7 +117,7 @@ class Handle:
                 ctx = self._context
                 PyContext_Enter(ctx)
                 try:
-                    self._callback(*self._args)
+                    call_args(self._callback, self._args)
                 finally:
                     PyContext_Exit(ctx)
             else:
@@ -361,7 +365,7 @@ class LoopCore:
         # asyncio's call_later delegates to call_at, and its errors name call_at().
         # self.time(), not the clock directly: subclasses and test clocks replace time(), and
         # asyncio's own deadlines (timeout(), wait_for()) are computed from loop.time().
-        return self._call_at(self.time() + delay, callback, args, context, "call_at")
+        return self._call_at(_loop_time(self) + delay, callback, args, context, "call_at")
 
     def call_at(self, when: Any, callback: Any, *args: Any, context: Any = None) -> TimerHandle:
         if when is None:
@@ -595,10 +599,21 @@ class LoopCore:
         # pending once it stops, when a dropped loop must be collectable again.
         self._gc_hiding = cython.compiled
         try:
-            while True:
-                self._run_once()
-                if self._stopping:
-                    break
+            if _overrides_run_once(self):
+                while True:
+                    self._run_once()
+                    if self._stopping:
+                        break
+            else:
+                # Compiled, LoopCore._run_once(self) is a plain C call. self._run_once() would
+                # first look for a Python override on every iteration, and on Python 3.12+ (no
+                # dict version tags for Cython to cache that check with) that costs a getattr
+                # plus a bound method each time: ~800 instructions per iteration. Checked once
+                # per run.
+                while True:
+                    LoopCore._run_once(self)
+                    if self._stopping:
+                        break
         finally:
             self._gc_hiding = False
             if cython.compiled:
@@ -641,7 +656,7 @@ class LoopCore:
                 # for callbacks that are already in _ready. Skip the syscall.
                 timeout = -2.0
         elif timers.size():
-            timeout = timers.top_when() - self.time()
+            timeout = timers.top_when() - _loop_time(self)
             if not timeout > 0.0:
                 timeout = 0.0  # due, or NaN: asyncio's max(0, nan) runs such a timer at once
             elif timeout > MAX_TIMEOUT:
@@ -660,7 +675,7 @@ class LoopCore:
                 self._process_events(events)
 
         if timers.size():
-            end_time = self.time() + self._clock_resolution
+            end_time = _loop_time(self) + self._clock_resolution
             while timers.size():
                 if timers.top_when() >= end_time:
                     break
@@ -754,6 +769,24 @@ class LoopCore:
             os.close(self._wake_w)
             self._wake_r = self._wake_w = -1
         self._reactor.close()
+
+
+def _loop_time(loop: LoopCore) -> float:
+    """``loop.time()``, honouring overrides, without Cython's per-call override lookup."""
+    if cython.compiled and resolves_to(loop, "time", _LOOPCORE_TIME):
+        return LoopCore.time(loop)  # a C call: nothing replaces time() on this loop
+    return loop.time()
+
+
+def _overrides_run_once(loop: LoopCore) -> bool:
+    """True if a subclass or the instance itself replaces ``_run_once`` (tests do that)."""
+    # Through the type's dict: compiled, the expression LoopCore._run_once would be a fresh
+    # wrapper of the C function, never the method object that instances are bound to.
+    return getattr(loop._run_once, "__func__", None) is not _LOOPCORE_DICT["_run_once"]
+
+
+_LOOPCORE_DICT: Any = LoopCore.__dict__
+_LOOPCORE_TIME: Any = _LOOPCORE_DICT["time"]
 
 
 def _fileobj_to_fd(fileobj: Any) -> int:

@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 from _support import PY312, run_bounded
 
+import tideloop
+
 var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
 
 
@@ -441,3 +443,25 @@ def test_overridden_time_is_the_schedulers_clock(loop_kind: str, loop_factory: A
                 loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
     finally:
         loop.close()
+
+
+@pytest.mark.parametrize("args", [(1, "x"), [1, "x"], ()], ids=["tuple", "list", "empty"])
+def test_handle_runs_its_callback_with_any_args_sequence(loop: asyncio.AbstractEventLoop,
+                                                         args: Any) -> None:
+    # Handles made by the loop hold tuples; one built by hand may hold any sequence, as
+    # asyncio's Handle allows (it calls callback(*args)).
+    seen = []
+    handle_cls = type(loop.call_soon(_cb))
+    handle_cls(lambda *a: seen.append(a), args, loop)._run()
+    assert seen == [tuple(args)]
+
+
+@pytest.mark.tideloop_only("the compiled core stores LoopBase's attributes in C slots")
+def test_compiled_loop_keeps_no_instance_dict(loop: asyncio.AbstractEventLoop) -> None:
+    # Python 3.13 specializes `loop.call_soon` attribute loads only while the loop instance has
+    # no __dict__; an attribute that LoopBase sets without a slot in _core.pxd would create one.
+    if not tideloop.COMPILED:
+        pytest.skip("the interpreted core keeps attributes in the instance dict")
+    loop.call_later(0.001, _cb)
+    loop.run_until_complete(asyncio.sleep(0.002))
+    assert vars(loop) == {}

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from _support import run_bounded
 
+import tideloop
+
 
 def test_stop_before_run_forever_runs_one_iteration(loop: asyncio.AbstractEventLoop) -> None:
     order: list[str] = []
@@ -442,3 +444,43 @@ def test_cancel_drops_the_callback_reference(loop: asyncio.AbstractEventLoop) ->
     h2.cancel()  # still in the timer queue, but it must not keep its arguments alive
     gc.collect()
     assert r1() is None and r2() is None
+
+
+def test_run_forever_calls_an_instance_patched_run_once(loop: asyncio.AbstractEventLoop) -> None:
+    # asyncio's run_forever calls self._run_once(); the compiled core skips that lookup per
+    # iteration when nothing replaces it, so a replacement must still be seen.
+    calls = []
+    real = loop._run_once  # type: ignore[attr-defined]
+
+    def counting() -> None:
+        calls.append(1)
+        real()
+
+    loop._run_once = counting  # type: ignore[attr-defined]
+    try:
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+    finally:
+        del loop._run_once  # type: ignore[attr-defined]
+    assert calls
+
+
+def test_run_forever_calls_a_subclass_run_once(loop_kind: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    base: Any = asyncio.SelectorEventLoop if loop_kind == "asyncio" else tideloop.EventLoop
+    calls = []
+
+    class Counting(base):  # type: ignore[misc, valid-type]
+        def _run_once(self) -> None:
+            calls.append(1)
+            super()._run_once()
+
+    if loop_kind == "tideloop-poll":
+        monkeypatch.setenv("TIDELOOP_REACTOR", "poll")
+    loop = Counting()
+    try:
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+    finally:
+        loop.close()
+    assert calls

@@ -1,0 +1,65 @@
+# C helpers for the compiled core, cimported by _core.py under `if cython.compiled`. Only a .pxd:
+# nothing here is compiled into a module of its own, and the interpreted core never sees it.
+
+cdef extern from *:
+    """
+    /* f(*args) for a handle's callback. With a tuple of arguments the callee's vectorcall
+       slot is called directly (as PEP 590 allows callers to): Cython's generic call goes
+       through tp_call, a recursion check and PyVectorcall_Call, and Python 3.13 made each of
+       those an out-of-line call that reads the thread state through TLS. The callee's own frame
+       still checks recursion, as for any vectorcall. */
+    static CYTHON_INLINE PyObject *__tideloop_call_args(PyObject *f, PyObject *args) {
+        PyObject *t, *r;
+        vectorcallfunc vc;
+        if (PyTuple_CheckExact(args)) {
+            vc = PyVectorcall_Function(f);
+            if (vc != NULL)
+                return vc(f, PySequence_Fast_ITEMS(args), (size_t)PyTuple_GET_SIZE(args), NULL);
+            return PyObject_Call(f, args, NULL);
+        }
+        t = PySequence_Tuple(args);
+        if (t == NULL)
+            return NULL;
+        r = PyObject_Call(f, t, NULL);
+        Py_DECREF(t);
+        return r;
+    }
+    """
+    object call_args "__tideloop_call_args" (object f, object args)
+
+
+cdef extern from *:
+    """
+    /* 1 if obj.<name> resolves to `impl`, the function object in the defining class's dict:
+       the type (through its MRO, via the type attribute cache) yields impl and the instance has
+       no dict entry shadowing it. It answers the question Cython asks before every call of a
+       cpdef method on an instance of a Python subclass ("is it overridden?"), which Cython
+       caches with dict version tags up to 3.11 but answers on 3.12+ with a full getattr and a
+       bound method (~470 instructions). 0 means "call it the normal way", which is always
+       correct: below 3.12 Cython's own check is already cheap, and on versions this was not
+       written against it gives the slow but exact answer. */
+    static CYTHON_INLINE int __tideloop_resolves_to(PyObject *obj, PyObject *name,
+                                                   PyObject *impl) {
+    #if PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030E0000
+        PyObject **dictptr;
+        if (_PyType_Lookup(Py_TYPE(obj), name) != impl)
+            return 0;
+        /* 3.12/3.13: no dict is created here for a type without inline values (a subclass of
+           a C type with fields never has them). */
+        dictptr = _PyObject_GetDictPtr(obj);
+        if (dictptr == NULL || *dictptr == NULL)
+            return 1;
+        if (PyDict_GetItemWithError(*dictptr, name) != NULL)
+            return 0;
+        if (PyErr_Occurred()) {   /* only a key's own __eq__ can fail here: take the slow path */
+            PyErr_Clear();
+            return 0;
+        }
+        return 1;
+    #else
+        (void)obj; (void)name; (void)impl;
+        return 0;
+    #endif
+    }
+    """
+    bint resolves_to "__tideloop_resolves_to" (object obj, object name, object impl)
