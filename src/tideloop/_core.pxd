@@ -60,6 +60,7 @@ cdef TimerHandle _new_timer(double when, object callback, object args, LoopCore 
 
 cdef class LoopCore:
     cdef public list _ready
+    cdef list _spare
     cdef object _ready_lock
     cdef public bint _io_quiet
     cdef public TimerHeap _timers
@@ -109,7 +110,7 @@ cdef class LoopCore:
     cdef _process_epoll(self, int n)
     @cython.locals(entry=_FdEntry, h=Handle)
     cdef _dispatch(self, int fd, int mask)
-    @cython.locals(timers=TimerHeap, ready=list, n=Py_ssize_t, i=Py_ssize_t,
+    @cython.locals(timers=TimerHeap, ready=list, spare=list, n=Py_ssize_t, i=Py_ssize_t,
                    t=TimerHandle, h=Handle, timeout=double, end_time=double)
     cpdef _run_once(self)
     @cython.locals(n=Py_ssize_t, i=Py_ssize_t, h=Handle, t0=double, dt=double)

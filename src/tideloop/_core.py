@@ -36,6 +36,8 @@ if cython.compiled:
     )
     from cython.cimports.tideloop._capi import (  # type: ignore[import-not-found]
         call_args,
+        list_forget,
+        list_take,
         resolves_to,
     )
     from cython.cimports.tideloop._gc_sys import (  # type: ignore[import-not-found]
@@ -274,7 +276,8 @@ class _FdEntry:
 class LoopCore:
     """Ready queue, timers, fd table and ``_run_once``; the rest of the loop is built on top."""
 
-    _ready: list[Any]  # Handles; slots are cleared to None as they run
+    _ready: list[Any]  # Handles; slots are cleared as they run
+    _spare: list[Any] | None
     _timers: TimerHeap  # of TimerHandles, by (when, seq)
     _fds: dict[int, _FdEntry]
     _reactor: Any
@@ -288,6 +291,8 @@ class LoopCore:
         # Callbacks to run, in order. _run_once swaps in a fresh list and runs the old one, so
         # what callbacks schedule waits for the next iteration (asyncio's "ntodo" rule).
         self._ready = []
+        # Compiled: the list the next iteration swaps in (the one just run, emptied).
+        self._spare = []
         # Guards that swap against call_soon_threadsafe from other threads in the interpreted
         # core; compiled, both are single C sequences under the GIL and need no lock.
         self._ready_lock = threading.Lock()
@@ -686,21 +691,26 @@ class LoopCore:
         if not ready:
             return
         if cython.compiled:
-            self._ready = []
+            spare = self._spare
+            self._ready = spare if spare is not None else []
+            self._spare = None  # until `ready` is empty again
         else:
             with self._ready_lock:
                 self._ready = []
         if self._debug:
-            self._run_ready_debug(ready)
+            self._run_ready_debug(ready)  # leaves None in the slots: not reused
             return
         i = 0
         n = len(ready)
         try:
             while i < n:
-                h = ready[i]
                 # Drop the queue's reference before running, as asyncio's popleft does: a
                 # finished task must be collectable as soon as its step returns.
-                ready[i] = None
+                if cython.compiled:
+                    h = list_take(ready, i)
+                else:
+                    h = ready[i]
+                    ready[i] = None
                 i += 1
                 if not h._cancelled:
                     h._run()
@@ -709,8 +719,15 @@ class LoopCore:
             # SystemExit/KeyboardInterrupt unwinding run_forever: what did not run yet stays
             # first in line for the next run, as it would in asyncio's deque.
             self._requeue(ready, i)
+            if cython.compiled:
+                del ready[i:]
+                list_forget(ready)
+                self._spare = ready
             raise
         h = None  # this frame may outlive the call (a traceback's f_back): let go of the handle
+        if cython.compiled:
+            list_forget(ready)  # every slot was taken above
+            self._spare = ready
 
     def _requeue(self, todo: list[Any], start: int) -> None:
         if start < len(todo):
