@@ -40,6 +40,7 @@ if cython.compiled:
         list_take,
         resolves_to,
     )
+    from cython.cimports.posix.unistd import write as c_write  # type: ignore[import-not-found]
     from cython.cimports.tideloop._gc_sys import (  # type: ignore[import-not-found]
         Py_REFCNT,
         PyObject_GC_IsTracked,
@@ -421,6 +422,13 @@ class LoopCore:
         if self._wakeup_pending:
             return
         self._wakeup_pending = True
+        if cython.compiled:
+            # write(2) on the non-blocking pipe, keeping the GIL: os.write would release it,
+            # handing the GIL to the loop thread this byte wakes up in the middle of the
+            # caller's burst of call_soon_threadsafe, and back, once per wake-up.
+            if self._wake_w >= 0:
+                c_write(self._wake_w, b"\0", 1)  # -1 (full pipe: a wake-up is queued) is fine
+            return
         try:
             os.write(self._wake_w, b"\0")
         except OSError:
