@@ -34,13 +34,13 @@ if cython.compiled:
         PyContext_Enter,
         PyContext_Exit,
     )
+    from cython.cimports.posix.unistd import write as c_write  # type: ignore[import-not-found]
     from cython.cimports.tideloop._capi import (  # type: ignore[import-not-found]
         call_args,
         list_forget,
         list_take,
         resolves_to,
     )
-    from cython.cimports.posix.unistd import write as c_write  # type: ignore[import-not-found]
     from cython.cimports.tideloop._gc_sys import (  # type: ignore[import-not-found]
         Py_REFCNT,
         PyObject_GC_IsTracked,
