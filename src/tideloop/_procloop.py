@@ -3,6 +3,12 @@
 Invariant: the mixin relies only on the core contract (``_add_reader``/``_remove_reader``/...,
 ``call_soon``, ``create_future``, ``get_debug``, ``close``); it owns one thing, the set of watched
 children, and on ``close()`` hands each still-running child to a reaper so no zombie outlives it.
+
+Invariant: the implementation modules (_subprocess, _pipes) are imported on first use, inside the
+few setup methods below, never at module level: most loops never start a child or open a pipe,
+and not loading them saves each process their code and, without cached bytecode, the memory of
+compiling ~1,200 lines (docs/performance.md, "Memory, session 3"). A child can only be watched
+after subprocess_exec/shell imported _subprocess, so close() needs no import of its own.
 """
 
 from __future__ import annotations
@@ -13,8 +19,9 @@ from asyncio.log import logger
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._pipes import ReadPipeTransport, WritePipeTransport
-from ._subprocess import ChildWatch, SubprocessTransport, start_popen_off_loop
+if TYPE_CHECKING:
+    from ._pipes import ReadPipeTransport, WritePipeTransport
+    from ._subprocess import ChildWatch, SubprocessTransport
 
 __all__ = ["SubprocessMixin"]
 
@@ -84,6 +91,8 @@ class SubprocessMixin:
         waiter: asyncio.Future[Any] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> ReadPipeTransport:
+        from ._pipes import ReadPipeTransport  # on first use: see the module docstring
+
         return ReadPipeTransport(self, pipe, protocol, waiter, extra)
 
     def _make_write_pipe_transport(
@@ -93,6 +102,8 @@ class SubprocessMixin:
         waiter: asyncio.Future[Any] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> WritePipeTransport:
+        from ._pipes import WritePipeTransport  # on first use: see the module docstring
+
         return WritePipeTransport(self, pipe, protocol, waiter, extra)
 
     async def connect_read_pipe(
@@ -152,6 +163,8 @@ class SubprocessMixin:
         extra: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> SubprocessTransport:
+        from ._subprocess import SubprocessTransport, start_popen_off_loop  # see module docstring
+
         proc = None
         if kwargs.get("preexec_fn") is not None:
             # Popen returns only after preexec_fn ran in the child: keep the loop serving meanwhile
