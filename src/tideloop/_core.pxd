@@ -25,7 +25,8 @@ cdef class Handle:
     cdef public LoopCore _loop
     cdef public object _source_traceback
     cdef public object _repr
-    cdef public object _context
+    cdef readonly object _context
+    cdef bint _own_context
     cdef object __weakref__
 
     cpdef cancel(self)
@@ -50,6 +51,7 @@ cdef class _FdEntry:
 cdef inline _gc_hide(Handle h)
 cdef inline _gc_show(Handle h)
 cdef inline _gc_release(Handle h)
+cdef inline _gc_show_context(Handle h)
 cdef _init_handle(Handle h, object callback, object args, LoopCore loop, object context)
 @cython.locals(h=Handle)
 cdef Handle _new_handle(object callback, object args, LoopCore loop, object context)

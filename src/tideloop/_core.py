@@ -67,7 +67,7 @@ class Handle:
     # Interpreted, slots keep a handle small and dict-free (one GC object, not two), as
     # asyncio's are; compiled, the fields are the C struct from _core.pxd.
     __slots__ = ("_callback", "_args", "_cancelled", "_loop", "_source_traceback", "_repr",
-                 "_context", "__weakref__")
+                 "_context", "_own_context", "__weakref__")
 
     # Declared for mypy; the compiled core takes the field types from _core.pxd.
     _callback: Any
@@ -77,6 +77,7 @@ class Handle:
     _source_traceback: Any
     _repr: str | None
     _context: Any
+    _own_context: bool  # _context was copied for this handle alone (not passed in)
 
     def __init__(self, callback: Any, args: Any, loop: Any, context: Any = None) -> None:
         _init_handle(self, callback, args, loop, context)
@@ -100,6 +101,12 @@ class Handle:
 
     def get_context(self) -> Any:
         return self._context
+
+    def __dealloc__(self) -> None:
+        # Compiled: a context hidden from the GC with this handle must be tracked before the
+        # handle's reference to it goes (see _gc_hide); the loop normally did this already.
+        if cython.compiled:
+            _gc_show_context(self)
 
     def cancel(self) -> None:
         if not self._cancelled:
@@ -197,6 +204,7 @@ class TimerHandle(Handle):
 
 
 def _init_handle(h: Handle, callback: Any, args: Any, loop: LoopCore, context: Any) -> None:
+    h._own_context = context is None
     if context is None:
         if cython.compiled:
             context = PyContext_CopyCurrent()
@@ -237,24 +245,44 @@ def _new_timer(when: float, callback: Any, args: Any, loop: LoopCore, context: A
 # (after running, when a cancelled timer leaves the heap, when the loop stops or closes), if
 # anyone else still holds them: from then on, cycles through them are collected as usual.
 # fd and signal handles stay tracked throughout. Interpreted, these are no-ops.
+#
+# A context the handle copied for itself (call_soon/call_later without context=) goes with it:
+# hidden and shown together. Such a context must be tracked again before it can die, because
+# CPython's context dealloc unlinks it from the GC list unconditionally; _gc_release does that
+# for every handle the loop lets go of, and Handle.__dealloc__ is the backstop for any other
+# way a hidden handle could die. Contexts passed in (a task's) may be shared: never touched.
 
 
 def _gc_hide(h: Handle) -> None:
     if cython.compiled:
         PyObject_GC_UnTrack(h)
+        if h._own_context:
+            PyObject_GC_UnTrack(h._context)
 
 
 def _gc_show(h: Handle) -> None:
     if cython.compiled:
-        if h is not None and not PyObject_GC_IsTracked(h):
+        if h is None:
+            return
+        if not PyObject_GC_IsTracked(h):
             PyObject_GC_Track(h)
+        _gc_show_context(h)
+
+
+def _gc_show_context(h: Handle) -> None:
+    if cython.compiled:
+        ctx = h._context  # None once the GC's tp_clear has broken a cycle through h
+        if h._own_context and ctx is not None and not PyObject_GC_IsTracked(ctx):
+            PyObject_GC_Track(ctx)
 
 
 def _gc_release(h: Handle) -> None:
     # The caller holds one reference; any other means the handle lives on outside the loop.
     if cython.compiled:
-        if Py_REFCNT(h) > 1 and not PyObject_GC_IsTracked(h):
-            PyObject_GC_Track(h)
+        if Py_REFCNT(h) > 1:
+            if not PyObject_GC_IsTracked(h):
+                PyObject_GC_Track(h)
+        _gc_show_context(h)
 
 
 class _FdEntry:
@@ -343,9 +371,9 @@ class LoopCore:
         elif not callable(callback):
             self._check_callback(callback, "call_soon")
         h = _new_handle(callback, args, self, context)
-        if self._gc_hiding:
-            _gc_hide(h)
         self._ready.append(h)
+        if self._gc_hiding:
+            _gc_hide(h)  # once the loop holds it
         return h
 
     def call_soon_threadsafe(self, callback: Any, *args: Any, context: Any = None) -> Handle:
@@ -354,13 +382,13 @@ class LoopCore:
         if self._debug or not callable(callback):
             self._check_callback(callback, "call_soon_threadsafe")
         h = _new_handle(callback, args, self, context)
-        if self._gc_hiding:
-            _gc_hide(h)
         if cython.compiled:
             self._ready.append(h)
         else:
             with self._ready_lock:
                 self._ready.append(h)
+        if self._gc_hiding:
+            _gc_hide(h)
         if not self._wakeup_pending:  # one wake-up byte per sleep is enough (_write_to_self)
             self._write_to_self()
         return h
@@ -388,12 +416,12 @@ class LoopCore:
         elif not callable(callback):
             self._check_callback(callback, method)
         timer = _new_timer(when, callback, args, self, context)
-        if self._gc_hiding:
-            _gc_hide(timer)
         self._timer_seq += 1
         timer._seq = self._timer_seq
         self._timers.push(when, self._timer_seq, timer)
         timer._scheduled = True
+        if self._gc_hiding:
+            _gc_hide(timer)
         return timer
 
     def _raise_closed(self) -> None:
@@ -726,6 +754,7 @@ class LoopCore:
         except BaseException:
             # SystemExit/KeyboardInterrupt unwinding run_forever: what did not run yet stays
             # first in line for the next run, as it would in asyncio's deque.
+            _gc_release(h)
             self._requeue(ready, i)
             if cython.compiled:
                 del ready[i:]
@@ -756,6 +785,7 @@ class LoopCore:
             try:
                 h._run()
             except BaseException:
+                _gc_release(h)
                 self._requeue(ready, i)
                 raise
             finally:

@@ -8,6 +8,7 @@ go of it: after it ran, after it was cancelled, and when the loop stopped or was
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import warnings
 import weakref
@@ -121,3 +122,66 @@ def test_dropped_loop_with_handles_scheduled_while_running_is_collected(
             del lp
             gc.collect()
     assert ref() is None
+
+
+_var: contextvars.ContextVar[Any] = contextvars.ContextVar("_var", default=None)
+
+
+def test_cycle_through_a_handles_own_context(loop: asyncio.AbstractEventLoop) -> None:
+    # obj -> handle -> the context copied for it -> obj (a context variable's value)
+    async def main() -> weakref.ref[Holder]:
+        obj = Holder()
+        token = _var.set(obj)
+        try:
+            obj.handle = loop.call_soon(obj.callback)  # copies the context holding obj
+            later = loop.call_later(3600, obj.callback)
+            later.cancel()
+        finally:
+            _var.reset(token)
+        await asyncio.sleep(0)
+        assert obj.calls == 1
+        return weakref.ref(obj)
+
+    ref = loop.run_until_complete(main())
+    assert _collected(ref)
+    loop.close()
+
+
+def test_contexts_outlive_their_handles(loop: asyncio.AbstractEventLoop) -> None:
+    kept: list[contextvars.Context] = []
+
+    async def main() -> None:
+        for _ in range(50):
+            h = loop.call_soon(lambda: None)
+            kept.append(h._context)  # get_context() is 3.12+ on asyncio
+            t = loop.call_later(3600, lambda: None)
+            kept.append(t._context)
+            t.cancel()
+        await asyncio.sleep(0)
+
+    loop.run_until_complete(main())
+    loop.close()
+    gc.collect()
+    assert all(ctx.run(_var.get) is None for ctx in kept)
+    del kept[:]  # dropping the last references must be safe
+    gc.collect()
+
+
+def test_a_callback_raising_keyboardinterrupt_leaves_no_hidden_objects(
+        loop: asyncio.AbstractEventLoop) -> None:
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    async def main() -> None:
+        loop.call_soon(interrupt)
+        loop.call_soon(lambda: None)  # stays queued behind the interrupt
+        await asyncio.sleep(3600)
+
+    task = loop.create_task(main())
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_until_complete(task)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        loop.run_until_complete(task)
+    loop.close()
+    gc.collect()
