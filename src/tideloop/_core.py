@@ -77,7 +77,7 @@ class Handle:
     _source_traceback: Any
     _repr: str | None
     _context: Any
-    _own_context: bool  # _context was copied for this handle alone (not passed in)
+    _own_context: bool  # a timer's context copied for it alone: hidden from the GC with it
 
     def __init__(self, callback: Any, args: Any, loop: Any, context: Any = None) -> None:
         _init_handle(self, callback, args, loop, context)
@@ -101,12 +101,6 @@ class Handle:
 
     def get_context(self) -> Any:
         return self._context
-
-    def __dealloc__(self) -> None:
-        # Compiled: a context hidden from the GC with this handle must be tracked before the
-        # handle's reference to it goes (see _gc_hide); the loop normally did this already.
-        if cython.compiled:
-            _gc_show_context(self)
 
     def cancel(self) -> None:
         if not self._cancelled:
@@ -202,9 +196,15 @@ class TimerHandle(Handle):
     def when(self) -> float:
         return self._when
 
+    def __dealloc__(self) -> None:
+        # Compiled: a context hidden from the GC with this timer must be tracked before the
+        # timer's reference to it goes (see _gc_hide); the loop normally did this already.
+        if cython.compiled:
+            _gc_show_context(self)
+
 
 def _init_handle(h: Handle, callback: Any, args: Any, loop: LoopCore, context: Any) -> None:
-    h._own_context = context is None
+    h._own_context = False
     if context is None:
         if cython.compiled:
             context = PyContext_CopyCurrent()
@@ -232,6 +232,7 @@ def _new_handle(callback: Any, args: Any, loop: LoopCore, context: Any) -> Handl
 def _new_timer(when: float, callback: Any, args: Any, loop: LoopCore, context: Any) -> TimerHandle:
     h = TimerHandle.__new__(TimerHandle)
     _init_handle(h, callback, args, loop, context)
+    h._own_context = context is None
     h._when = when
     h._scheduled = False
     return h
@@ -246,11 +247,13 @@ def _new_timer(when: float, callback: Any, args: Any, loop: LoopCore, context: A
 # anyone else still holds them: from then on, cycles through them are collected as usual.
 # fd and signal handles stay tracked throughout. Interpreted, these are no-ops.
 #
-# A context the handle copied for itself (call_soon/call_later without context=) goes with it:
-# hidden and shown together. Such a context must be tracked again before it can die, because
-# CPython's context dealloc unlinks it from the GC list unconditionally; _gc_release does that
-# for every handle the loop lets go of, and Handle.__dealloc__ is the backstop for any other
-# way a hidden handle could die. Contexts passed in (a task's) may be shared: never touched.
+# A timer's context copied for it alone (call_later/call_at without context=) goes with it:
+# hidden and shown together (timers are the long-lived, numerous ones; for call_soon handles,
+# which live one iteration, the extra untrack/track would cost more than it saves). Such a
+# context must be tracked again before it can die, because CPython's context dealloc unlinks it
+# from the GC list unconditionally; _gc_release does that for every handle the loop lets go of,
+# and TimerHandle.__dealloc__ is the backstop for any other way a hidden timer could die.
+# Contexts passed in (a task's) may be shared: never touched.
 
 
 def _gc_hide(h: Handle) -> None:
