@@ -17,6 +17,8 @@ import sys
 from asyncio import constants, exceptions
 from typing import Any
 
+from ._sockio import hint_allocator
+
 try:
     import ssl as _ssl
 except ImportError:  # pragma: no cover
@@ -107,6 +109,7 @@ class SocketOpsMixin:
         table = self._tl_ops
         if table is None:
             table = self._tl_ops = {}
+            hint_allocator()  # sock_recv allocates a bytes of the requested size per call
         ops = table.get(fd)
         if ops is not None and ops.sock is sock:
             return ops

@@ -16,7 +16,7 @@ import warnings
 from asyncio import constants, protocols, transports, trsock
 from typing import TYPE_CHECKING, Any
 
-from ._sockio import recv_bytes, send_bytes
+from ._sockio import hint_allocator, recv_bytes, send_bytes
 
 logger = logging.getLogger("asyncio")
 
@@ -38,6 +38,7 @@ def get_read_view(loop: Any) -> memoryview:
     """Return the loop's shared read buffer (all reads happen on the loop's thread)."""
     view = getattr(loop, "_tl_read_view", None)
     if view is None:
+        hint_allocator()
         view = memoryview(bytearray(MAX_READ))
         loop._tl_read_view = view
     return view

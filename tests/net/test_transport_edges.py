@@ -209,3 +209,28 @@ def test_write_memoryview_formats(run: Any) -> None:
         b.close()
 
     run(main())
+
+
+def test_allocator_hint_runs_once_and_keeps_large_echoes_intact(run: Any) -> None:
+    # The hint is a process-wide side effect: it must be idempotent and must not disturb data.
+    from tideloop import _sockio
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        tr, pr, b = await _pair_transport()
+        _sockio.hint_allocator()
+        _sockio.hint_allocator()
+        if loop.__class__.__module__.startswith("tideloop"):
+            assert _sockio._alloc_hinted
+        payload = bytes(range(256)) * 400  # 100 KiB, larger than glibc's default trim threshold
+        for _ in range(5):
+            await loop.sock_sendall(b, payload)
+            while sum(map(len, pr.chunks)) < len(payload):
+                await asyncio.sleep(0.001)
+            assert b"".join(pr.chunks) == payload
+            pr.chunks.clear()
+        tr.close()
+        await pr.lost
+        b.close()
+
+    run(main())
