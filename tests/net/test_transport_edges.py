@@ -234,3 +234,32 @@ def test_allocator_hint_runs_once_and_keeps_large_echoes_intact(run: Any) -> Non
         b.close()
 
     run(main())
+
+
+@pytest.mark.parametrize("end", ["eof", "reset"])
+def test_large_read_then_eof_or_reset(run: Any, end: str) -> None:
+    # After a large read the compiled transport receives straight into a new bytes object:
+    # EOF and errors must come out of that path exactly as out of the copying one.
+    async def main() -> None:
+        tr, pr, b = await _pair_transport()
+        eof = asyncio.get_running_loop().create_future()
+        pr.eof_received = lambda: eof.set_result(True)  # type: ignore[method-assign]
+        payload = os.urandom(200 * 1024)
+        b.setblocking(True)
+        b.sendall(payload)
+        while sum(map(len, pr.chunks)) < len(payload):
+            await asyncio.sleep(0.001)
+        assert b"".join(pr.chunks) == payload
+        if end == "reset":
+            b.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            b.close()
+            exc = await pr.lost
+            assert exc is None or isinstance(exc, ConnectionError)
+        else:
+            b.shutdown(socket.SHUT_WR)
+            assert await eof
+            await pr.lost
+            b.close()
+        assert tr.is_closing()
+
+    run(main())
