@@ -13,3 +13,6 @@ cdef Py_ssize_t DIRECT_MIN
 cpdef bytes recv_bytes(object sock, int fd, object view)
 @cython.locals(n=Py_ssize_t)
 cpdef Py_ssize_t send_bytes(object sock, int fd, object data) except -1
+cpdef object try_recv(object sock, object n)
+@cython.locals(n=Py_ssize_t, fd=int)
+cpdef Py_ssize_t try_send(object sock, object data) except -1

@@ -28,8 +28,13 @@ if cython.compiled:
         PyErr_CheckSignals,
         PyErr_SetFromErrno,
     )
-    from cython.cimports.libc.errno import EINTR, errno  # type: ignore[import-not-found]
+    from cython.cimports.libc.errno import (  # type: ignore[import-not-found]
+        EAGAIN,
+        EINTR,
+        errno,
+    )
     from cython.cimports.tideloop._sockio_sys import (  # type: ignore[import-not-found]
+        MSG_DONTWAIT,
         MSG_NOSIGNAL,
         recv,
         send,
@@ -89,7 +94,7 @@ def recv_bytes(sock: Any, fd: int, view: Any) -> bytes:
     global _recv_direct
     if cython.compiled:
         if _recv_direct:
-            data = tl_recv_new_bytes(fd, READ_SIZE)  # type: ignore[name-defined]  # noqa: F821
+            data = tl_recv_new_bytes(fd, READ_SIZE, 0, 0)  # type: ignore[name-defined]  # noqa: F821
             _recv_direct = len(data) >= DIRECT_MIN
             return data
         while True:
@@ -119,3 +124,42 @@ def send_bytes(sock: Any, fd: int, data: Any) -> int:
                 PyErr_CheckSignals()
     # bytearray and memoryview (rarer here: the buffered path uses sendmsg): the socket method.
     return int(sock.send(data))
+
+
+def try_recv(sock: Any, n: int) -> bytes | None:
+    """sock.recv(n) for sock_recv, but None where it would raise BlockingIOError.
+
+    Only for an exact socket.socket (its methods cannot be patched per instance). Compiled, it is
+    recv(2) on the fd with MSG_DONTWAIT, so even a socket left blocking by mistake never blocks
+    while holding the GIL; anything but a positive int size goes to the socket method for its
+    exact errors.
+    """
+    if cython.compiled:
+        if type(n) is int and n > 0:
+            return tl_recv_new_bytes(  # type: ignore[no-any-return]
+                sock.fileno(), n, MSG_DONTWAIT, 1)
+    try:
+        return sock.recv(n)  # type: ignore[no-any-return]
+    except (BlockingIOError, InterruptedError):
+        return None
+
+
+def try_send(sock: Any, data: Any) -> int:
+    """sock.send(data) for sock_sendall, but 0 where it would raise BlockingIOError."""
+    if cython.compiled:
+        if type(data) is bytes:
+            fd = sock.fileno()
+            while True:
+                n = send(fd, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
+                         MSG_NOSIGNAL | MSG_DONTWAIT)
+                if n >= 0:
+                    return n
+                if errno == EAGAIN:  # == EWOULDBLOCK on Linux, the BSDs and macOS
+                    return 0
+                if errno != EINTR:
+                    PyErr_SetFromErrno(OSError)
+                PyErr_CheckSignals()
+    try:
+        return int(sock.send(data))
+    except (BlockingIOError, InterruptedError):
+        return 0
