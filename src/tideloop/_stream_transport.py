@@ -16,7 +16,21 @@ import warnings
 from asyncio import constants, protocols, transports, trsock
 from typing import TYPE_CHECKING, Any
 
-from ._sockio import hint_allocator, recv_bytes, send_bytes
+from ._sockio import hint_allocator
+
+try:
+    import cython
+except ImportError:  # pragma: no cover - interpreted without Cython installed
+    from . import _cython_shim as cython  # type: ignore[no-redef]
+
+if cython.compiled:
+    # C calls into _sockio's cpdef functions instead of Python calls through their wrappers.
+    from cython.cimports.tideloop._sockio import (  # type: ignore[import-not-found]
+        recv_bytes,
+        send_bytes,
+    )
+else:
+    from ._sockio import recv_bytes, send_bytes
 
 logger = logging.getLogger("asyncio")
 
