@@ -86,9 +86,10 @@ _recv_direct = False
 def recv_bytes(sock: Any, fd: int, view: Any) -> bytes:
     """Up to 256 KiB from the socket as bytes: b"" at EOF, BlockingIOError if none is there.
 
-    Compiled, it predicts the size from the previous read (of any socket: workloads are rarely
-    mixed within a few reads): after a large read it receives straight into a new bytes object,
-    otherwise into a static buffer and copies what arrived. Interpreted, it reads into ``view``
+    Compiled, it uses ``fd`` only (callers may pass None for the others) and predicts the size
+    from the previous read (of any socket: workloads are rarely mixed within a few reads): after
+    a large read it receives straight into a new bytes object, otherwise into a static buffer
+    and copies what arrived. Interpreted, it reads into ``view``
     (the loop's reused buffer) and copies out what arrived.
     """
     global _recv_direct

@@ -318,7 +318,11 @@ class SocketTransport(SocketLifecycle, transports._FlowControlMixin):
         if self._conn_lost:
             return
         try:
-            data = recv_bytes(self._sock, self._sock_fd, self._rview)
+            if cython.compiled:
+                # Compiled, recv_bytes reads by fd alone: skip two slot reads per event.
+                data = recv_bytes(None, self._sock_fd, None)
+            else:
+                data = recv_bytes(self._sock, self._sock_fd, self._rview)
         except (BlockingIOError, InterruptedError):
             return
         except (SystemExit, KeyboardInterrupt):
