@@ -17,6 +17,8 @@ import sys
 from asyncio import constants, exceptions
 from typing import Any
 
+from ._sockio import hint_allocator, try_recv, try_send
+
 try:
     import ssl as _ssl
 except ImportError:  # pragma: no cover
@@ -58,6 +60,12 @@ def _ready_step() -> None:
 # Steps look the method up on every attempt (as asyncio does), so a patched socket works.
 def _recv_step(sock: Any, n: int) -> Any:
     return sock.recv(n)
+
+
+def _try_recv_step(sock: Any, n: int) -> Any:
+    # Only for an exact socket.socket, whose methods cannot be patched per instance.
+    data = try_recv(sock, n)
+    return _AGAIN if data is None else data
 
 
 def _recv_into_step(sock: Any, buf: Any) -> Any:
@@ -107,6 +115,7 @@ class SocketOpsMixin:
         table = self._tl_ops
         if table is None:
             table = self._tl_ops = {}
+            hint_allocator()  # sock_recv allocates a bytes of the requested size per call
         ops = table.get(fd)
         if ops is not None and ops.sock is sock:
             return ops
@@ -238,14 +247,23 @@ class SocketOpsMixin:
     # -- public sock_* ----------------------------------------------------------------------------
 
     async def sock_recv(self, sock: socket.socket, n: int) -> bytes:
-        if type(sock) is not _SOCKET_TYPE or self._debug:
+        if type(sock) is not _SOCKET_TYPE:
             self._tl_check_sock(sock)
-        try:
-            return sock.recv(n)
-        except (BlockingIOError, InterruptedError):
-            pass
-        # Hot path: await the future here rather than through another coroutine.
-        fut = self._tl_submit(sock, False, _recv_step, (sock, n))
+            try:
+                return sock.recv(n)
+            except (BlockingIOError, InterruptedError):
+                pass
+            step: Any = _recv_step
+        else:
+            # Hot path: recv(2) without raising BlockingIOError when nothing is there yet.
+            if self._debug:
+                self._tl_check_sock(sock)
+            data = try_recv(sock, n)
+            if data is not None:
+                return data
+            step = _try_recv_step
+        # Await the future here rather than through another coroutine.
+        fut = self._tl_submit(sock, False, step, (sock, n))
         try:
             return await fut  # type: ignore[no-any-return]
         except exceptions.CancelledError:
@@ -287,12 +305,16 @@ class SocketOpsMixin:
             sock, False, _recvfrom_into_step, (sock, buf, nbytes))
 
     async def sock_sendall(self, sock: socket.socket, data: Any) -> None:
-        if type(sock) is not _SOCKET_TYPE or self._debug:
+        if type(sock) is not _SOCKET_TYPE:
             self._tl_check_sock(sock)
-        try:
-            n = sock.send(data)
-        except (BlockingIOError, InterruptedError):
-            n = 0
+            try:
+                n = sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+        else:
+            if self._debug:
+                self._tl_check_sock(sock)
+            n = try_send(sock, data)
         if n == len(data):
             return
         view = memoryview(data)

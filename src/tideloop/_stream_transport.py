@@ -16,7 +16,21 @@ import warnings
 from asyncio import constants, protocols, transports, trsock
 from typing import TYPE_CHECKING, Any
 
-from ._sockio import recv_bytes, send_bytes
+from ._sockio import hint_allocator
+
+try:
+    import cython
+except ImportError:  # pragma: no cover - interpreted without Cython installed
+    from . import _cython_shim as cython  # type: ignore[no-redef]
+
+if cython.compiled:
+    # C calls into _sockio's cpdef functions instead of Python calls through their wrappers.
+    from cython.cimports.tideloop._sockio import (  # type: ignore[import-not-found]
+        recv_bytes,
+        send_bytes,
+    )
+else:
+    from ._sockio import recv_bytes, send_bytes
 
 logger = logging.getLogger("asyncio")
 
@@ -38,6 +52,7 @@ def get_read_view(loop: Any) -> memoryview:
     """Return the loop's shared read buffer (all reads happen on the loop's thread)."""
     view = getattr(loop, "_tl_read_view", None)
     if view is None:
+        hint_allocator()
         view = memoryview(bytearray(MAX_READ))
         loop._tl_read_view = view
     return view
@@ -303,7 +318,11 @@ class SocketTransport(SocketLifecycle, transports._FlowControlMixin):
         if self._conn_lost:
             return
         try:
-            data = recv_bytes(self._sock, self._sock_fd, self._rview)
+            if cython.compiled:
+                # Compiled, recv_bytes reads by fd alone: skip two slot reads per event.
+                data = recv_bytes(None, self._sock_fd, None)
+            else:
+                data = recv_bytes(self._sock, self._sock_fd, self._rview)
         except (BlockingIOError, InterruptedError):
             return
         except (SystemExit, KeyboardInterrupt):

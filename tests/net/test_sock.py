@@ -56,6 +56,36 @@ def test_sock_recv_sendall_roundtrips(run: Any) -> None:
     run(main())
 
 
+def test_sock_recv_sendall_edge_arguments(run: Any) -> None:
+    # The compiled fast path (recv(2)/send(2) on the fd) must give the socket methods' results
+    # and errors for odd sizes, other buffer types and closed sockets.
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        a, b = _pair()
+        await loop.sock_sendall(b, b"xyz")
+        assert await loop.sock_recv(a, 0) == b""
+        with pytest.raises(ValueError):
+            await loop.sock_recv(a, -1)
+        with pytest.raises(TypeError):
+            await loop.sock_recv(a, 1.5)  # type: ignore[arg-type]
+        assert await loop.sock_recv(a, 2) == b"xy"
+        await loop.sock_sendall(b, bytearray(b"12"))
+        await loop.sock_sendall(b, memoryview(b"345"))
+        got = b""
+        while len(got) < 6:
+            got += await _recv_some(loop, a, 100)
+        assert got == b"z12345"
+        b.close()
+        with pytest.raises(OSError):
+            await loop.sock_sendall(b, b"late")
+        with pytest.raises(OSError):
+            await loop.sock_recv(b, 10)
+        assert await loop.sock_recv(a, 10) == b""
+        a.close()
+
+    run(main())
+
+
 def test_sock_ops_registrations_released(run: Any) -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()

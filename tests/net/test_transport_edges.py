@@ -209,3 +209,57 @@ def test_write_memoryview_formats(run: Any) -> None:
         b.close()
 
     run(main())
+
+
+def test_allocator_hint_runs_once_and_keeps_large_echoes_intact(run: Any) -> None:
+    # The hint is a process-wide side effect: it must be idempotent and must not disturb data.
+    from tideloop import _sockio
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        tr, pr, b = await _pair_transport()
+        _sockio.hint_allocator()
+        _sockio.hint_allocator()
+        if loop.__class__.__module__.startswith("tideloop"):
+            assert _sockio._alloc_hinted
+        payload = bytes(range(256)) * 400  # 100 KiB, larger than glibc's default trim threshold
+        for _ in range(5):
+            await loop.sock_sendall(b, payload)
+            while sum(map(len, pr.chunks)) < len(payload):
+                await asyncio.sleep(0.001)
+            assert b"".join(pr.chunks) == payload
+            pr.chunks.clear()
+        tr.close()
+        await pr.lost
+        b.close()
+
+    run(main())
+
+
+@pytest.mark.parametrize("end", ["eof", "reset"])
+def test_large_read_then_eof_or_reset(run: Any, end: str) -> None:
+    # After a large read the compiled transport receives straight into a new bytes object:
+    # EOF and errors must come out of that path exactly as out of the copying one.
+    async def main() -> None:
+        tr, pr, b = await _pair_transport()
+        eof = asyncio.get_running_loop().create_future()
+        pr.eof_received = lambda: eof.set_result(True)  # type: ignore[method-assign]
+        payload = os.urandom(200 * 1024)
+        b.setblocking(True)
+        b.sendall(payload)
+        while sum(map(len, pr.chunks)) < len(payload):
+            await asyncio.sleep(0.001)
+        assert b"".join(pr.chunks) == payload
+        if end == "reset":
+            b.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            b.close()
+            exc = await pr.lost
+            assert exc is None or isinstance(exc, ConnectionError)
+        else:
+            b.shutdown(socket.SHUT_WR)
+            assert await eof
+            await pr.lost
+            b.close()
+        assert tr.is_closing()
+
+    run(main())
