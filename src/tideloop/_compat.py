@@ -1,7 +1,9 @@
 """Every private piece of asyncio that tideloop touches, in one place.
 
-Invariant: nothing else in tideloop imports a private asyncio name; each item says which Python
-versions it was checked against, so a new CPython release means reading this file only.
+Invariant: nothing else in tideloop imports a private asyncio name, and the one place that reads
+private attributes of asyncio objects for speed (the Streams fast path in _stream_transport.py)
+is switched on from here; each item says which Python versions it was checked against, so a new
+CPython release means reading this file only.
 """
 
 from __future__ import annotations
@@ -29,6 +31,14 @@ def get_running_loop_or_none() -> Any:
 
 def set_running_loop(loop: Any) -> None:
     events._set_running_loop(loop)
+
+
+# The Streams fast path (_stream_transport._feed_stream_reader) does what
+# StreamReaderProtocol.data_received -> StreamReader.feed_data -> _wakeup_waiter do, reading and
+# writing the reader's _buffer, _waiter, _eof, _transport, _paused, _limit and the protocol's
+# _stream_reader_wr. Those methods are identical in 3.11.7, 3.12.1 and 3.13.0; on a version not
+# checked yet the fast path stays off and data goes through data_received as usual.
+STREAM_FAST_PATH = (3, 11) <= sys.version_info < (3, 14)
 
 
 def is_debug_mode() -> bool:

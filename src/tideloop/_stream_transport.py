@@ -13,9 +13,10 @@ import logging
 import os
 import socket
 import warnings
-from asyncio import constants, protocols, transports, trsock
+from asyncio import constants, protocols, streams, transports, trsock
 from typing import TYPE_CHECKING, Any
 
+from . import _compat
 from ._sockio import hint_allocator
 
 try:
@@ -192,7 +193,7 @@ class SocketTransport(SocketLifecycle, transports._FlowControlMixin):
         "__weakref__", "_sock", "_sock_fd", "_recv_into", "_send", "_protocol",
         "_protocol_connected", "_read_cb", "_buffered", "_rview", "_buffer", "_buffer_size",
         "_conn_lost", "_closing", "_paused", "_eof", "_empty_waiter", "_server",
-        "_reader_started",
+        "_reader_started", "_stream_fast",
     )
     _start_tls_compatible = True
     _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
@@ -276,6 +277,7 @@ class SocketTransport(SocketLifecycle, transports._FlowControlMixin):
         buffered = isinstance(protocol, protocols.BufferedProtocol)
         self._buffered = buffered
         self._read_cb = self._read_ready_buffered if buffered else self._read_ready
+        self._stream_fast = _is_plain_stream_protocol(protocol)
         self._protocol = protocol
         self._protocol_connected = True
         # Swap the registered callback in place; the interest mask is unchanged.
@@ -334,7 +336,10 @@ class SocketTransport(SocketLifecycle, transports._FlowControlMixin):
             self._read_eof()
             return
         try:
-            self._protocol.data_received(data)
+            if self._stream_fast:
+                _feed_stream_reader(self._protocol, data)
+            else:
+                self._protocol.data_received(data)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -546,3 +551,54 @@ class SocketTransport(SocketLifecycle, transports._FlowControlMixin):
 
     def _reset_empty_waiter(self) -> None:
         self._empty_waiter = None
+
+
+# Streams fast path. asyncio.start_server/open_connection put a StreamReaderProtocol on the
+# transport, whose data_received reaches StreamReader.feed_data through four Python frames
+# (data_received, the _stream_reader property, feed_data, _wakeup_waiter) for every chunk. For
+# exactly those classes, with those methods as the stdlib defines them (identical in 3.11-3.13),
+# the compiled transport does the same state changes itself, in the same order: the reader and
+# everything that awaits it see no difference. Subclasses, replaced methods and a reader at EOF
+# (feed_data's assertion) take the ordinary path.
+# The names it relies on, and the versions they were checked on, are in _compat.
+def _stdlib_methods() -> tuple[Any, ...]:
+    srp, reader = streams.StreamReaderProtocol, streams.StreamReader
+    return (srp.data_received, reader.feed_data, getattr(reader, "_wakeup_waiter", None))
+
+
+_STDLIB_METHODS = _stdlib_methods()
+_STREAM_READER: Any = streams.StreamReader  # Any: its private fields are used below
+
+
+def _is_plain_stream_protocol(protocol: Any) -> bool:
+    return (cython.compiled and _compat.STREAM_FAST_PATH
+            and type(protocol) is streams.StreamReaderProtocol
+            and _stdlib_methods() == _STDLIB_METHODS)
+
+
+def _feed_stream_reader(protocol: Any, data: bytes) -> None:
+    """StreamReaderProtocol.data_received(data) for a plain protocol and reader (data != b"")."""
+    ref = protocol._stream_reader_wr
+    if ref is None:
+        return
+    reader: Any = ref()
+    if reader is None:
+        return
+    if type(reader) is not _STREAM_READER or reader._eof:
+        reader.feed_data(data)
+        return
+    buffer = reader._buffer
+    buffer.extend(data)
+    waiter = reader._waiter
+    if waiter is not None:
+        reader._waiter = None
+        if not waiter.cancelled():
+            waiter.set_result(None)
+    if (reader._transport is not None and not reader._paused
+            and len(buffer) > 2 * reader._limit):
+        try:
+            reader._transport.pause_reading()
+        except NotImplementedError:
+            reader._transport = None
+        else:
+            reader._paused = True
