@@ -23,6 +23,15 @@ def test_expected_core_is_active() -> None:
     # failed Cython build fails here instead of passing the suite on the interpreted core.
     if os.environ.get("TIDELOOP_EXPECT_COMPILED") == "1":
         assert tideloop.COMPILED is True
+        # Every hot module, not only the core: a module whose C build failed stays importable
+        # as pure Python (setup.py builds extensions optionally), and would go unnoticed.
+        import importlib
+
+        from tideloop import _native
+
+        interpreted = [name for name in _native.HOT_MODULES
+                       if importlib.import_module(name).__file__.endswith((".py", ".pyc"))]
+        assert interpreted == []
     if os.environ.get("TIDELOOP_NO_EXTENSIONS") == "1":
         assert tideloop.COMPILED is False
 
