@@ -30,7 +30,7 @@ def test_expected_core_is_active() -> None:
         from tideloop import _native
 
         interpreted = [name for name in _native.HOT_MODULES
-                       if importlib.import_module(name).__file__.endswith((".py", ".pyc"))]
+                       if str(importlib.import_module(name).__file__).endswith((".py", ".pyc"))]
         assert interpreted == []
     if os.environ.get("TIDELOOP_NO_EXTENSIONS") == "1":
         assert tideloop.COMPILED is False
