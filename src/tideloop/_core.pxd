@@ -112,7 +112,7 @@ cdef class LoopCore:
     cdef _process_epoll(self, int n)
     @cython.locals(entry=_FdEntry, h=Handle)
     cdef _dispatch(self, int fd, int mask)
-    @cython.locals(timers=TimerHeap, ready=list, spare=list, n=Py_ssize_t, i=Py_ssize_t,
+    @cython.locals(timers=TimerHeap, ready=list, spare=list, n=Py_ssize_t, i=Py_ssize_t, now=double, ntimers=Py_ssize_t,
                    t=TimerHandle, h=Handle, timeout=double, end_time=double)
     cpdef _run_once(self)
     @cython.locals(n=Py_ssize_t, i=Py_ssize_t, h=Handle, t0=double, dt=double)

@@ -402,7 +402,8 @@ class LoopCore:
         # asyncio's call_later delegates to call_at, and its errors name call_at().
         # self.time(), not the clock directly: subclasses and test clocks replace time(), and
         # asyncio's own deadlines (timeout(), wait_for()) are computed from loop.time().
-        return self._call_at(_loop_time(self) + delay, callback, args, context, "call_at")
+        now = _loop_time(self) if cython.compiled else self.time()
+        return self._call_at(now + delay, callback, args, context, "call_at")
 
     def call_at(self, when: Any, callback: Any, *args: Any, context: Any = None) -> TimerHandle:
         if when is None:
@@ -667,31 +668,38 @@ class LoopCore:
         for h in self._ready:
             _gc_show(h)
         for t in self._timers.items():
-            _gc_show(t)
+            if cython.compiled:
+                _gc_show(t)
 
     def _run_once(self) -> None:
         """One iteration: drop cancelled timers, wait for I/O, move due timers, run what's ready."""
         timers = self._timers
         ready = self._ready
-        n = timers.size()
-        if n > _MIN_SCHEDULED_TIMER_HANDLES and self._timer_cancelled_count * 2 > n:
+        # The number of timers, kept by hand below: interpreted, every size() is a method call.
+        ntimers = timers.size()
+        if (ntimers > _MIN_SCHEDULED_TIMER_HANDLES
+                and self._timer_cancelled_count * 2 > ntimers):
             # Mostly cancelled: rebuild once instead of popping them one by one later.
             for t in timers.take_all():
                 if t._cancelled:
                     t._scheduled = False
-                    _gc_show(t)
+                    if cython.compiled:
+                        _gc_show(t)
                 else:
                     timers.push(t._when, t._seq, t)
             self._timer_cancelled_count = 0
+            ntimers = timers.size()
         else:
-            while timers.size():
+            while ntimers:
                 t = timers.top()
                 if not t._cancelled:
                     break
                 timers.pop()
+                ntimers -= 1
                 self._timer_cancelled_count -= 1
                 t._scheduled = False
-                _gc_release(t)
+                if cython.compiled:
+                    _gc_release(t)
 
         if ready or self._stopping:
             timeout = 0.0
@@ -699,8 +707,8 @@ class LoopCore:
                 # Nothing but the self-pipe is watched: a poll could only find wake-up bytes
                 # for callbacks that are already in _ready. Skip the syscall.
                 timeout = -2.0
-        elif timers.size():
-            timeout = timers.top_when() - _loop_time(self)
+        elif ntimers:
+            timeout = timers.top_when() - (_loop_time(self) if cython.compiled else self.time())
             if not timeout > 0.0:
                 timeout = 0.0  # due, or NaN: asyncio's max(0, nan) runs such a timer at once
             elif timeout > MAX_TIMEOUT:
@@ -718,12 +726,14 @@ class LoopCore:
             if events:
                 self._process_events(events)
 
-        if timers.size():
-            end_time = _loop_time(self) + self._clock_resolution
-            while timers.size():
+        if ntimers:  # I/O dispatch above only queues callbacks: no timer came or went
+            now = _loop_time(self) if cython.compiled else self.time()
+            end_time = now + self._clock_resolution
+            while ntimers:
                 if timers.top_when() >= end_time:
                     break
                 t = timers.pop()
+                ntimers -= 1
                 t._scheduled = False
                 ready.append(t)
 
@@ -753,11 +763,13 @@ class LoopCore:
                 i += 1
                 if not h._cancelled:
                     h._run()
-                _gc_release(h)
+                if cython.compiled:
+                    _gc_release(h)
         except BaseException:
             # SystemExit/KeyboardInterrupt unwinding run_forever: what did not run yet stays
             # first in line for the next run, as it would in asyncio's deque.
-            _gc_release(h)
+            if cython.compiled:
+                _gc_release(h)
             self._requeue(ready, i)
             if cython.compiled:
                 del ready[i:]
@@ -781,14 +793,16 @@ class LoopCore:
             ready[i] = None
             i += 1
             if h._cancelled:
-                _gc_release(h)
+                if cython.compiled:
+                    _gc_release(h)
                 continue
             self._current_handle = h
             t0 = _monotonic()
             try:
                 h._run()
             except BaseException:
-                _gc_release(h)
+                if cython.compiled:
+                    _gc_release(h)
                 self._requeue(ready, i)
                 raise
             finally:
@@ -796,7 +810,8 @@ class LoopCore:
                 self._current_handle = None
             if dt >= self.slow_callback_duration:
                 self._log_slow_callback(h, dt)
-            _gc_release(h)
+            if cython.compiled:
+                _gc_release(h)
         h = None  # as in _run_once: a surviving frame must not hold the last handle
 
     def _log_slow_callback(self, handle: Any, seconds: float) -> None:
