@@ -324,7 +324,9 @@ class SocketTransport(SocketLifecycle, transports._FlowControlMixin):
                 # Compiled, recv_bytes reads by fd alone: skip two slot reads per event.
                 data = recv_bytes(None, self._sock_fd, None)
             else:
-                data = recv_bytes(self._sock, self._sock_fd, self._rview)
+                # Interpreted, one C call is cheapest (asyncio's own read; the 256 KiB buffer is
+                # malloc'd from the heap since hint_allocator, and shrunk in place).
+                data = self._sock.recv(MAX_READ)
         except (BlockingIOError, InterruptedError):
             return
         except (SystemExit, KeyboardInterrupt):
@@ -413,7 +415,10 @@ class SocketTransport(SocketLifecycle, transports._FlowControlMixin):
             data = _as_bytes_view(data)
         if not self._buffer:
             try:
-                n = send_bytes(self._sock, self._sock_fd, data)
+                if cython.compiled:
+                    n = send_bytes(self._sock, self._sock_fd, data)
+                else:
+                    n = self._sock.send(data)  # interpreted: one C call, no Python wrapper
             except (BlockingIOError, InterruptedError):
                 n = 0
             except (SystemExit, KeyboardInterrupt):
