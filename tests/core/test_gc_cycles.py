@@ -23,6 +23,7 @@ class Holder:
 
     def __init__(self) -> None:
         self.handle: Any = None
+        self.timer: Any = None
         self.calls = 0
 
     def callback(self) -> None:
@@ -34,6 +35,15 @@ def _collected(ref: weakref.ref[Any]) -> bool:
     return ref() is None
 
 
+def _collected_after(loop: asyncio.AbstractEventLoop, main: Any) -> bool:
+    """Run main() (which returns a weak reference), then close the loop: was it collected?"""
+    ref = loop.run_until_complete(main)
+    # The loop is stopped but still open: nothing outside the cycle holds the object.
+    collected = _collected(ref)
+    loop.close()
+    return collected
+
+
 def test_cycle_through_a_handle_that_ran(loop: asyncio.AbstractEventLoop) -> None:
     async def main() -> weakref.ref[Holder]:
         obj = Holder()
@@ -42,10 +52,7 @@ def test_cycle_through_a_handle_that_ran(loop: asyncio.AbstractEventLoop) -> Non
         assert obj.calls == 1
         return weakref.ref(obj)
 
-    ref = loop.run_until_complete(main())
-    # The loop is stopped but still open: nothing outside the cycle holds it.
-    assert _collected(ref)
-    loop.close()
+    assert _collected_after(loop, main())
 
 
 def test_cycle_through_a_timer_that_fired_while_running(loop: asyncio.AbstractEventLoop) -> None:
@@ -134,17 +141,15 @@ def test_cycle_through_a_handles_own_context(loop: asyncio.AbstractEventLoop) ->
         token = _var.set(obj)
         try:
             obj.handle = loop.call_soon(obj.callback)  # copies the context holding obj
-            later = loop.call_later(3600, obj.callback)
-            later.cancel()
+            obj.timer = loop.call_later(3600, obj.callback)  # a timer's copy: hidden with it
+            obj.timer.cancel()
         finally:
             _var.reset(token)
         await asyncio.sleep(0)
         assert obj.calls == 1
         return weakref.ref(obj)
 
-    ref = loop.run_until_complete(main())
-    assert _collected(ref)
-    loop.close()
+    assert _collected_after(loop, main())
 
 
 def test_contexts_outlive_their_handles(loop: asyncio.AbstractEventLoop) -> None:
