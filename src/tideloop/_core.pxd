@@ -48,6 +48,7 @@ cdef class _FdEntry:
 
 
 
+cdef inline _recycle(LoopCore loop, list ready)
 cdef inline _gc_hide(Handle h)
 cdef inline _gc_show(Handle h)
 cdef inline _gc_release(Handle h)

@@ -238,6 +238,15 @@ def _new_timer(when: float, callback: Any, args: Any, loop: LoopCore, context: A
     return h
 
 
+def _recycle(loop: LoopCore, ready: list[Any]) -> None:
+    # A batch whose slots are all taken becomes the next spare ready list: empty, kept
+    # allocated, and visible to the GC again.
+    if cython.compiled:
+        list_forget(ready)
+        PyObject_GC_Track(ready)
+        loop._spare = ready
+
+
 # Cyclic GC and handles. A loop holds many one-shot handles at once (a task step or a future
 # callback per pending task, a timer per call_later), and walking them on every collection was
 # a large share of gather() and timer runs. While the loop runs it is alive, and so is every
@@ -749,6 +758,10 @@ class LoopCore:
         if self._debug:
             self._run_ready_debug(ready)  # leaves None in the slots: not reused
             return
+        if cython.compiled:
+            # The batch is about to have empty (NULL) slots: no one may reach it meanwhile,
+            # not even gc.get_objects() (its handles are the loop's, reachable through it).
+            PyObject_GC_UnTrack(ready)
         i = 0
         n = len(ready)
         try:
@@ -773,13 +786,11 @@ class LoopCore:
             self._requeue(ready, i)
             if cython.compiled:
                 del ready[i:]
-                list_forget(ready)
-                self._spare = ready
+                _recycle(self, ready)
             raise
         h = None  # this frame may outlive the call (a traceback's f_back): let go of the handle
         if cython.compiled:
-            list_forget(ready)  # every slot was taken above
-            self._spare = ready
+            _recycle(self, ready)  # every slot was taken above
 
     def _requeue(self, todo: list[Any], start: int) -> None:
         if start < len(todo):

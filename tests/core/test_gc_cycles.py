@@ -190,3 +190,30 @@ def test_a_callback_raising_keyboardinterrupt_leaves_no_hidden_objects(
         loop.run_until_complete(task)
     loop.close()
     gc.collect()
+
+
+def test_gc_get_objects_from_inside_a_callback_sees_only_sound_lists(
+        loop: asyncio.AbstractEventLoop) -> None:
+    # Leak hunters walk gc.get_objects() from inside a running program: every list they can
+    # reach must be iterable, including while the loop is in the middle of a batch of callbacks.
+    walked: list[int] = []
+
+    def walk() -> None:
+        n = 0
+        for obj in gc.get_objects():
+            if type(obj) is list:
+                for _ in obj:
+                    n += 1
+        walked.append(n)
+
+    async def main() -> None:
+        for _ in range(3):
+            loop.call_soon(lambda: None)
+            loop.call_soon(walk)
+            loop.call_soon(lambda: None)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+    loop.run_until_complete(main())
+    loop.close()
+    assert len(walked) == 3
