@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import faulthandler
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -38,6 +39,14 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # A run started by nohup, or as a background job of a non-interactive shell, inherits SIGHUP
+    # or SIGINT as ignored, and so would every child the tests start (an ignored signal stays
+    # ignored across exec, and a shell cannot even trap it back). The tests that Ctrl-C or hang
+    # up a child need a terminal session's defaults.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
     config.addinivalue_line(
         "markers", "tideloop_only(reason): a documented tideloop improvement or extension that "
         "asyncio does not promise; runs on the tideloop params only")
