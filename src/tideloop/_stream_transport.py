@@ -1,8 +1,9 @@
 """Stream socket transports (TCP and Unix) with asyncio's exact protocol contract.
 
 Invariant: the reader stays registered for as long as the transport reads (only pause, EOF and
-close remove it); the writer is registered exactly while the write buffer is non-empty. Reads go
-into one per-loop reused buffer and only the bytes that arrived are copied out.
+close remove it); the writer is registered exactly while the write buffer is non-empty. Each read
+hands the protocol a new bytes object of exactly what arrived (compiled: _sockio's recv path;
+interpreted: socket.recv, as asyncio).
 """
 
 from __future__ import annotations
@@ -50,7 +51,10 @@ _islice = itertools.islice
 
 
 def get_read_view(loop: Any) -> memoryview:
-    """Return the loop's shared read buffer (all reads happen on the loop's thread)."""
+    """Return the loop's shared read buffer (all reads happen on the loop's thread).
+
+    Datagram transports read into it; stream transports no longer need it.
+    """
     view = getattr(loop, "_tl_read_view", None)
     if view is None:
         hint_allocator()
@@ -191,7 +195,7 @@ class SocketTransport(SocketLifecycle, transports._FlowControlMixin):
     # Slots, not a __dict__: attribute reads on the hot paths skip the instance-dict lookup.
     __slots__ = (
         "__weakref__", "_sock", "_sock_fd", "_recv_into", "_send", "_protocol",
-        "_protocol_connected", "_read_cb", "_buffered", "_rview", "_buffer", "_buffer_size",
+        "_protocol_connected", "_read_cb", "_buffered", "_buffer", "_buffer_size",
         "_conn_lost", "_closing", "_paused", "_eof", "_empty_waiter", "_server",
         "_reader_started", "_stream_fast",
     )
@@ -226,7 +230,7 @@ class SocketTransport(SocketLifecycle, transports._FlowControlMixin):
         self._protocol_connected = False
         self._read_cb: Any = None
         self._buffered = False
-        self._rview = get_read_view(loop)
+        hint_allocator()  # before the first read: see _sockio
         self._buffer: collections.deque[Any] = collections.deque()
         self._buffer_size = 0
         self._conn_lost = 0
@@ -418,7 +422,7 @@ class SocketTransport(SocketLifecycle, transports._FlowControlMixin):
                 if cython.compiled:
                     n = send_bytes(self._sock, self._sock_fd, data)
                 else:
-                    n = self._sock.send(data)  # interpreted: one C call, no Python wrapper
+                    n = self._send(data)  # interpreted: the bound socket method, one C call
             except (BlockingIOError, InterruptedError):
                 n = 0
             except (SystemExit, KeyboardInterrupt):
