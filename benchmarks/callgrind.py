@@ -1,0 +1,123 @@
+"""Instruction counts per unit of work, from callgrind: the numbers to tune against on a noisy VM.
+
+    python -m benchmarks.callgrind internal --bench call_soon --n 20000,60000 --loops rloop,tideloop
+    python -m benchmarks.callgrind server --kind echo-protocol --size 1024 --requests 2000,6000
+
+Invariant: every figure is (total instructions at the larger size - total at the smaller size)
+divided by the difference in units, for the whole child process in user space, so start-up,
+imports and loop creation cancel out; callgrind counts instructions, not time, so the result does
+not depend on what else the machine is doing. Nothing here asserts a speed: it reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+from . import _internals, _loops, _native, _servers
+
+ROOT = Path(__file__).resolve().parent.parent
+_TOTAL = re.compile(rb"^(?:summary|totals):\s*(\d+)", re.MULTILINE)
+
+
+def _env(loop: str, tideloop_from: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(tideloop_from), str(ROOT)])
+    for key, value in _loops.child_env_overrides(loop).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
+def _valgrind(out: Path) -> list[str]:
+    # The real interpreter, not a pyenv shim: the shim is a shell script callgrind would count.
+    return ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable]
+
+
+def _total(out: Path) -> int:
+    match = _TOTAL.search(out.read_bytes())
+    if match is None:
+        raise RuntimeError(f"no instruction total in {out}")
+    return int(match.group(1))
+
+
+def internal_total(loop: str, bench: str, n: int, *, tideloop_from: Path) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "cg.out"
+        cmd = [*_valgrind(out), "-m", "benchmarks.child", "internal", "--loop", loop,
+               "--bench", bench, "--n", str(n)]
+        subprocess.run(cmd, env=_env(loop, tideloop_from), cwd=ROOT, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=1800)
+        return _total(out)
+
+
+def server_total(loop: str, kind: str, size: int, requests: int, *, tideloop_from: Path) -> int:
+    client = _native.build()["echo_client"]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "cg.out"
+        cmd = [*_valgrind(out), "-m", "benchmarks.child", "server", "--loop", loop, "--kind", kind]
+        proc = subprocess.Popen(cmd, env=_env(loop, tideloop_from), cwd=ROOT,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL)
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            line = proc.stdout.readline().decode()
+            if not line.startswith("READY "):
+                raise RuntimeError(f"server did not start: {line!r}")
+            port = int(line.split()[1])
+            # 10 connections as in the suite; the request cap ends the run, the time cap guards.
+            subprocess.run([str(client), _servers.HOST,
+                            str(port), "10", str(size), "600", str(requests)],
+                           check=True, stdout=subprocess.DEVNULL, timeout=900)
+        finally:
+            proc.stdin.close()  # the server's control thread exits the process on EOF
+            proc.wait(timeout=120)
+        return _total(out)
+
+
+def _per_unit(measure: Callable[[int], int], sizes: list[int]) -> float:
+    small, large = sizes
+    return (measure(large) - measure(small)) / (large - small)
+
+
+def main(argv: list[str] | None = None) -> int:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--loops", default="rloop,tideloop")
+    common.add_argument("--tideloop-from", type=Path, default=ROOT / "src",
+                        help="tree whose tideloop is measured (default: this checkout's src)")
+    p = argparse.ArgumentParser(prog="python -m benchmarks.callgrind")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    internal = sub.add_parser("internal", parents=[common])
+    internal.add_argument("--bench", required=True, choices=sorted(_internals.BENCHMARKS))
+    internal.add_argument("--n", default="20000,60000", help="two sizes, smaller first")
+    server = sub.add_parser("server", parents=[common])
+    server.add_argument("--kind", required=True, choices=_servers.SERVER_KINDS)
+    server.add_argument("--size", type=int, default=1024)
+    server.add_argument("--requests", default="2000,6000", help="two request counts")
+    args = p.parse_args(argv)
+    src = args.tideloop_from.resolve()
+    for loop in args.loops.split(","):
+        if args.cmd == "internal":
+            sizes = [int(x) for x in args.n.split(",")]
+            per = _per_unit(partial(internal_total, loop, args.bench, tideloop_from=src), sizes)
+            print(f"{args.bench:<12} {loop:<12} {per:>10,.0f} instructions per unit", flush=True)
+        else:
+            sizes = [int(x) for x in args.requests.split(",")]
+            measure = partial(server_total, loop, args.kind, args.size, tideloop_from=src)
+            per = _per_unit(measure, sizes)
+            print(f"{args.kind}/{args.size:<6} {loop:<12} {per:>10,.0f} instructions per request",
+                  flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
