@@ -44,3 +44,5 @@ cdef class TimerHeap:
 
 cdef inline PyObject **_ob_item(list items)
 cdef inline bint _key_lt(double when_a, Py_ssize_t seq_a, double when_b, Py_ssize_t seq_b)
+cdef inline Py_ssize_t _key_lt_flat(double when_a, Py_ssize_t seq_a, double when_b,
+                                    Py_ssize_t seq_b)
