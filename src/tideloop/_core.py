@@ -238,6 +238,15 @@ def _new_timer(when: float, callback: Any, args: Any, loop: LoopCore, context: A
     return h
 
 
+if not cython.compiled:
+    # Interpreted, every Python call is a frame: make Handle(...) run _init_handle as its
+    # __init__ and let the loop call the class itself, one frame per handle instead of three.
+    # The default is set here, not in the def, whose signature the compiled core declares.
+    _init_handle.__defaults__ = (None,)
+    Handle.__init__ = _init_handle  # type: ignore[assignment]
+    _new_handle = Handle  # type: ignore[assignment]  # noqa: F811
+
+
 def _recycle(loop: LoopCore, ready: list[Any]) -> None:
     # A batch whose slots are all taken becomes the next spare ready list: empty, kept
     # allocated, and visible to the GC again.
