@@ -47,3 +47,6 @@ cdef extern from *:
     """
     Py_ssize_t tl_slot_offset(object descr) except? -2
     object tl_slot_get(object obj, object tp, Py_ssize_t offset, object name)
+
+@cython.locals(data=bytes)
+cpdef _read_event(_StreamCore core, object transport)

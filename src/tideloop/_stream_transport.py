@@ -237,7 +237,7 @@ class SocketTransport(SocketLifecycle, transports._FlowControlMixin):
     # Slots, not a __dict__: attribute reads on the hot paths skip the instance-dict lookup.
     __slots__ = (
         "__weakref__", "_sock", "_recv_into", "_send",
-        "_protocol_connected", "_read_cb", "_buffered", "_buffer_size",
+        "_protocol_connected", "_buffered", "_buffer_size",
         "_closing", "_paused", "_server", "_reader_started",
     ) + (("_core",) if cython.compiled else _CORE_FIELDS)
     if cython.compiled and not TYPE_CHECKING:  # mypy sees the fields as the attributes below
@@ -279,7 +279,6 @@ class SocketTransport(SocketLifecycle, transports._FlowControlMixin):
         self._send = sock.send
         self._protocol: Any = None
         self._protocol_connected = False
-        self._read_cb: Any = None
         self._buffered = False
         hint_allocator()  # before the first read: see _sockio
         self._buffer: collections.deque[Any] = collections.deque()
@@ -331,14 +330,13 @@ class SocketTransport(SocketLifecycle, transports._FlowControlMixin):
     def set_protocol(self, protocol: Any) -> None:
         buffered = isinstance(protocol, protocols.BufferedProtocol)
         self._buffered = buffered
-        self._read_cb = self._read_ready_buffered if buffered else self._read_ready
         self._stream_fast = _is_plain_stream_protocol(protocol)
         self._protocol = protocol
         self._protocol_connected = True
         # Swap the registered callback in place; the interest mask is unchanged.
         if self._sock is not None and not self._closing and not self._paused \
                 and self._loop is not None and self._reader_started:
-            self._loop._add_reader(self._sock_fd, self._read_cb)
+            self._watch_reads()
 
     def get_protocol(self) -> Any:
         return self._protocol
@@ -347,7 +345,15 @@ class SocketTransport(SocketLifecycle, transports._FlowControlMixin):
         self._reader_started = True
         if self._closing or self._paused:
             return
-        self._loop._add_reader(self._sock_fd, self._read_cb)
+        self._watch_reads()
+
+    def _watch_reads(self) -> None:
+        """Register (or swap in) the reader callback for the current protocol."""
+        if self._buffered:
+            self._loop._add_reader(self._sock_fd, self._read_ready_buffered)
+        else:
+            core = self._core if cython.compiled else self
+            self._loop._add_reader(self._sock_fd, _read_event, core, self)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -367,42 +373,12 @@ class SocketTransport(SocketLifecycle, transports._FlowControlMixin):
             return
         self._paused = False
         if self._reader_started:
-            self._loop._add_reader(self._sock_fd, self._read_cb)
+            self._watch_reads()
         if self._loop.get_debug():
             logger.debug("%r resumes reading", self)
 
-    @cython.locals(core=_StreamCore, data=bytes)
     def _read_ready(self) -> None:
-        core = _core_of(self) if cython.compiled else self  # interpreted: no call
-        if core._conn_lost:
-            return
-        try:
-            if cython.compiled:
-                # Compiled, recv_bytes reads by fd alone.
-                data = recv_bytes(None, core._sock_fd, None)
-            else:
-                # Interpreted, one C call is cheapest (asyncio's own read; the 256 KiB buffer is
-                # malloc'd from the heap since hint_allocator, and shrunk in place).
-                data = self._sock.recv(MAX_READ)
-        except (BlockingIOError, InterruptedError):
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal read error on socket transport")
-            return
-        if not data:
-            self._read_eof()
-            return
-        try:
-            if core._stream_fast:
-                _feed_stream_reader(core._protocol, data)
-            else:
-                core._protocol.data_received(data)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+        _read_event(_core_of(self) if cython.compiled else self, self)
 
     def _read_ready_buffered(self) -> None:
         if self._conn_lost:
@@ -623,6 +599,45 @@ if cython.compiled:
     _core_offset = tl_slot_offset(  # type: ignore[name-defined]  # noqa: F821
         SocketTransport.__dict__["_core"])
     _fast_type = SocketTransport
+
+
+def _read_event(core: Any, transport: Any) -> None:
+    """The reader callback of a transport with a plain (not buffered) protocol.
+
+    Registered as the function itself with (core, transport) as its arguments, not as a bound
+    method: compiled, the handle then calls a cpdef function's wrapper directly (no bound method
+    layer, no fetch of the core), and the transport stays alive through the handle's arguments
+    exactly as it did through the bound method. ``core`` is the transport itself interpreted.
+    """
+    if core._conn_lost:
+        return
+    try:
+        if cython.compiled:
+            # Compiled, recv_bytes reads by fd alone.
+            data = recv_bytes(None, core._sock_fd, None)
+        else:
+            # Interpreted, one C call is cheapest (asyncio's own read; the 256 KiB buffer is
+            # malloc'd from the heap since hint_allocator, and shrunk in place).
+            data = transport._sock.recv(MAX_READ)
+    except (BlockingIOError, InterruptedError):
+        return
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        transport._fatal_error(exc, "Fatal read error on socket transport")
+        return
+    if not data:
+        transport._read_eof()
+        return
+    try:
+        if core._stream_fast:
+            _feed_stream_reader(core._protocol, data)
+        else:
+            core._protocol.data_received(data)
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        transport._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
 
 
 # Streams fast path. asyncio.start_server/open_connection put a StreamReaderProtocol on the
