@@ -18,7 +18,7 @@ cdef _StreamCore _core_of(object transport)
 # SocketTransport's _core slot, read at its offset in the instance for the exact class (a generic
 # attribute read is a type lookup plus a member descriptor call: ~90 instructions, twice per echo).
 cdef object _fast_type
-cdef Py_ssize_t _core_offset
+cdef Py_ssize_t _core_offset, _closing_offset
 
 cdef extern from *:
     """
