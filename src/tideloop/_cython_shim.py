@@ -27,3 +27,10 @@ wraparound = boundscheck
 
 def cclass(cls):  # type: ignore[no-untyped-def]
     return cls
+
+
+def locals(**types: object):  # type: ignore[no-untyped-def]  # noqa: A001 - cython.locals
+    return lambda func: func
+
+
+Py_ssize_t = int

@@ -1,10 +1,37 @@
 # C declarations for _sockio.py: recv(2)/send(2) on non-blocking sockets.
 cdef extern from "sys/socket.h" nogil:
-    ssize_t recv(int fd, void *buf, size_t n, int flags)
-    ssize_t send(int fd, const void *buf, size_t n, int flags)
     enum:
         MSG_NOSIGNAL
         MSG_DONTWAIT
+
+cdef extern from *:
+    """
+    #include <sys/socket.h>
+    #if defined(__linux__)
+    #include <sys/syscall.h>
+    #include <unistd.h>
+    #endif
+
+    /* recv(2)/send(2) as the system calls themselves on Linux. glibc's recv and send are
+       pthread cancellation points, so every call switches asynchronous cancellation on and off
+       around the syscall (~30 instructions each way, measured with callgrind); nothing in a
+       Python process uses pthread cancellation, and these sockets never block. Same arguments,
+       results and errno as the libc functions (recv(fd, b, n, f) is recvfrom(fd, b, n, f, 0, 0),
+       which is also how glibc implements it where there is no recv syscall). */
+    #if defined(__linux__) && defined(SYS_recvfrom) && defined(SYS_sendto)
+    static inline ssize_t tl_recv(int fd, void *buf, size_t n, int flags) {
+        return (ssize_t)syscall(SYS_recvfrom, fd, buf, n, flags, NULL, NULL);
+    }
+    static inline ssize_t tl_send(int fd, const void *buf, size_t n, int flags) {
+        return (ssize_t)syscall(SYS_sendto, fd, buf, n, flags, NULL, 0);
+    }
+    #else
+    #define tl_recv recv
+    #define tl_send send
+    #endif
+    """
+    ssize_t recv "tl_recv" (int fd, void *buf, size_t n, int flags) nogil
+    ssize_t send "tl_send" (int fd, const void *buf, size_t n, int flags) nogil
 
 cdef extern from *:
     """
@@ -21,7 +48,7 @@ cdef extern from *:
         if (data == NULL)
             return NULL;
         for (;;) {
-            ssize_t n = recv(fd, PyBytes_AS_STRING(data), (size_t)size, flags);
+            ssize_t n = tl_recv(fd, PyBytes_AS_STRING(data), (size_t)size, flags);
             if (n >= 0) {
                 if (n != size && _PyBytes_Resize(&data, (Py_ssize_t)n) < 0)
                     return NULL;  /* _PyBytes_Resize released data */

@@ -189,16 +189,65 @@ class SocketLifecycle:
         """Anything a transport must drop once connection_lost has run (override)."""
 
 
+# The fields the per-event paths (_read_ready, write) read. Compiled, they live in a _StreamCore,
+# a C struct behind one slot of the transport (C field reads instead of a type lookup plus a
+# member descriptor call, ~100 instructions, per read); the transport forwards the same names to
+# it as properties, so every other reader and writer is unchanged. Interpreted, they are the
+# transport's own slots and the "core" is the transport itself.
+_CORE_FIELDS = ("_sock_fd", "_protocol", "_stream_fast", "_conn_lost", "_buffer", "_eof",
+                "_empty_waiter")
+
+
+@cython.final
+@cython.cclass
+class _StreamCore:
+    """The hot state of one compiled SocketTransport (see _CORE_FIELDS); typed in the .pxd."""
+
+    def __init__(self) -> None:
+        self._sock_fd = -1
+        self._protocol = None
+        self._stream_fast = False
+        self._conn_lost = 0
+        self._buffer = None
+        self._eof = False
+        self._empty_waiter = None
+
+
+def _core_field(name: str) -> property:
+    def get(self: Any) -> Any:
+        return getattr(self._core, name)
+
+    def set(self: Any, value: Any) -> None:
+        setattr(self._core, name, value)
+
+    return property(get, set)
+
+
+def _core_of(transport: Any) -> Any:
+    """The object holding the transport's _CORE_FIELDS: its _StreamCore, or itself interpreted."""
+    if cython.compiled:
+        return cython.cast(_StreamCore, tl_slot_get(  # type: ignore[name-defined]  # noqa: F821
+            transport, _fast_type, _core_offset, "_core"))  # noqa: F821
+    return transport
+
+
 class SocketTransport(SocketLifecycle, transports._FlowControlMixin):
     """A connected SOCK_STREAM socket driven by the loop's reactor."""
 
     # Slots, not a __dict__: attribute reads on the hot paths skip the instance-dict lookup.
     __slots__ = (
-        "__weakref__", "_sock", "_sock_fd", "_recv_into", "_send", "_protocol",
-        "_protocol_connected", "_read_cb", "_buffered", "_buffer", "_buffer_size",
-        "_conn_lost", "_closing", "_paused", "_eof", "_empty_waiter", "_server",
-        "_reader_started", "_stream_fast",
-    )
+        "__weakref__", "_sock", "_recv_into", "_send",
+        "_protocol_connected", "_buffered", "_buffer_size",
+        "_closing", "_paused", "_server", "_reader_started",
+    ) + (("_core",) if cython.compiled else _CORE_FIELDS)
+    if cython.compiled and not TYPE_CHECKING:  # mypy sees the fields as the attributes below
+        _sock_fd = _core_field("_sock_fd")
+        _protocol = _core_field("_protocol")
+        _stream_fast = _core_field("_stream_fast")
+        _conn_lost = _core_field("_conn_lost")
+        _buffer = _core_field("_buffer")
+        _eof = _core_field("_eof")
+        _empty_waiter = _core_field("_empty_waiter")
     _start_tls_compatible = True
     _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
     # Set by _FlowControlMixin/BaseTransport; declared for the type checker.
@@ -210,6 +259,8 @@ class SocketTransport(SocketLifecycle, transports._FlowControlMixin):
 
     def __init__(self, loop: Any, sock: socket.socket, protocol: Any, waiter: Any = None,
                  extra: dict[str, Any] | None = None, server: Any = None) -> None:
+        if cython.compiled:
+            self._core = _StreamCore()
         super().__init__(extra, loop)
         self._extra["socket"] = trsock.TransportSocket(sock)
         try:
@@ -228,7 +279,6 @@ class SocketTransport(SocketLifecycle, transports._FlowControlMixin):
         self._send = sock.send
         self._protocol: Any = None
         self._protocol_connected = False
-        self._read_cb: Any = None
         self._buffered = False
         hint_allocator()  # before the first read: see _sockio
         self._buffer: collections.deque[Any] = collections.deque()
@@ -280,14 +330,13 @@ class SocketTransport(SocketLifecycle, transports._FlowControlMixin):
     def set_protocol(self, protocol: Any) -> None:
         buffered = isinstance(protocol, protocols.BufferedProtocol)
         self._buffered = buffered
-        self._read_cb = self._read_ready_buffered if buffered else self._read_ready
         self._stream_fast = _is_plain_stream_protocol(protocol)
         self._protocol = protocol
         self._protocol_connected = True
         # Swap the registered callback in place; the interest mask is unchanged.
         if self._sock is not None and not self._closing and not self._paused \
                 and self._loop is not None and self._reader_started:
-            self._loop._add_reader(self._sock_fd, self._read_cb)
+            self._watch_reads()
 
     def get_protocol(self) -> Any:
         return self._protocol
@@ -296,7 +345,22 @@ class SocketTransport(SocketLifecycle, transports._FlowControlMixin):
         self._reader_started = True
         if self._closing or self._paused:
             return
-        self._loop._add_reader(self._sock_fd, self._read_cb)
+        self._watch_reads()
+
+    def is_closing(self) -> bool:
+        # StreamWriter.drain() asks on every call: compiled, read the slot at its offset.
+        if cython.compiled:
+            return tl_slot_get(  # type: ignore[no-any-return,name-defined]  # noqa: F821
+                self, _fast_type, _closing_offset, "_closing")
+        return self._closing
+
+    def _watch_reads(self) -> None:
+        """Register (or swap in) the reader callback for the current protocol."""
+        if self._buffered:
+            self._loop._add_reader(self._sock_fd, self._read_ready_buffered)
+        else:
+            core = self._core if cython.compiled else self
+            self._loop._add_reader(self._sock_fd, _read_event, core, self)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -316,40 +380,12 @@ class SocketTransport(SocketLifecycle, transports._FlowControlMixin):
             return
         self._paused = False
         if self._reader_started:
-            self._loop._add_reader(self._sock_fd, self._read_cb)
+            self._watch_reads()
         if self._loop.get_debug():
             logger.debug("%r resumes reading", self)
 
     def _read_ready(self) -> None:
-        if self._conn_lost:
-            return
-        try:
-            if cython.compiled:
-                # Compiled, recv_bytes reads by fd alone: skip two slot reads per event.
-                data = recv_bytes(None, self._sock_fd, None)
-            else:
-                # Interpreted, one C call is cheapest (asyncio's own read; the 256 KiB buffer is
-                # malloc'd from the heap since hint_allocator, and shrunk in place).
-                data = self._sock.recv(MAX_READ)
-        except (BlockingIOError, InterruptedError):
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal read error on socket transport")
-            return
-        if not data:
-            self._read_eof()
-            return
-        try:
-            if self._stream_fast:
-                _feed_stream_reader(self._protocol, data)
-            else:
-                self._protocol.data_received(data)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+        _read_event(_core_of(self) if cython.compiled else self, self)
 
     def _read_ready_buffered(self) -> None:
         if self._conn_lost:
@@ -400,27 +436,31 @@ class SocketTransport(SocketLifecycle, transports._FlowControlMixin):
 
     # -- writing ----------------------------------------------------------------------------
 
+    @cython.locals(core=_StreamCore, n=cython.Py_ssize_t, size=cython.Py_ssize_t)
     def write(self, data: Any) -> None:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data argument must be a bytes-like object, "
                             f"not {type(data).__name__!r}")
-        if self._eof:
+        core = _core_of(self) if cython.compiled else self  # interpreted: no call
+        if core._eof:
             raise RuntimeError("Cannot call write() after write_eof()")
-        if self._empty_waiter is not None:
+        if core._empty_waiter is not None:
             raise RuntimeError("unable to write; sendfile is in progress")
         if not data:
             return
-        if self._conn_lost:
-            if self._conn_lost >= _LOG_CONNLOST:
+        if core._conn_lost:
+            if core._conn_lost >= _LOG_CONNLOST:
                 logger.warning("socket.send() raised exception.")
-            self._conn_lost += 1
+            core._conn_lost += 1
             return
         if type(data) is memoryview and (data.format != "B" or data.ndim != 1):
             data = _as_bytes_view(data)
-        if not self._buffer:
+        if not core._buffer:
             try:
                 if cython.compiled:
-                    n = send_bytes(self._sock, self._sock_fd, data)
+                    # send_bytes needs the socket object only for what is not bytes.
+                    n = send_bytes(None if type(data) is bytes else self._sock,
+                                   core._sock_fd, data)
                 else:
                     n = self._send(data)  # interpreted: the bound socket method, one C call
             except (BlockingIOError, InterruptedError):
@@ -433,7 +473,7 @@ class SocketTransport(SocketLifecycle, transports._FlowControlMixin):
             size = len(data)
             if n == size:
                 return
-            self._loop._add_writer(self._sock_fd, self._write_ready)
+            self._loop._add_writer(core._sock_fd, self._write_ready)
             self._queue(data, n, size)
         else:
             self._queue(data, 0, len(data))
@@ -562,6 +602,53 @@ class SocketTransport(SocketLifecycle, transports._FlowControlMixin):
         self._empty_waiter = None
 
 
+if cython.compiled:
+    _core_offset = tl_slot_offset(  # type: ignore[name-defined]  # noqa: F821
+        SocketTransport.__dict__["_core"])
+    _closing_offset = tl_slot_offset(  # type: ignore[name-defined]  # noqa: F821
+        SocketTransport.__dict__["_closing"])
+    _fast_type = SocketTransport
+
+
+def _read_event(core: Any, transport: Any) -> None:
+    """The reader callback of a transport with a plain (not buffered) protocol.
+
+    Registered as the function itself with (core, transport) as its arguments, not as a bound
+    method: compiled, the handle then calls a cpdef function's wrapper directly (no bound method
+    layer, no fetch of the core), and the transport stays alive through the handle's arguments
+    exactly as it did through the bound method. ``core`` is the transport itself interpreted.
+    """
+    if core._conn_lost:
+        return
+    try:
+        if cython.compiled:
+            # Compiled, recv_bytes reads by fd alone.
+            data = recv_bytes(None, core._sock_fd, None)
+        else:
+            # Interpreted, one C call is cheapest (asyncio's own read; the 256 KiB buffer is
+            # malloc'd from the heap since hint_allocator, and shrunk in place).
+            data = transport._sock.recv(MAX_READ)
+    except (BlockingIOError, InterruptedError):
+        return
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        transport._fatal_error(exc, "Fatal read error on socket transport")
+        return
+    if not data:
+        transport._read_eof()
+        return
+    try:
+        if core._stream_fast:
+            _feed_stream_reader(core._protocol, data)
+        else:
+            core._protocol.data_received(data)
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        transport._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+
+
 # Streams fast path. asyncio.start_server/open_connection put a StreamReaderProtocol on the
 # transport, whose data_received reaches StreamReader.feed_data through four Python frames
 # (data_received, the _stream_reader property, feed_data, _wakeup_waiter) for every chunk. For
@@ -603,8 +690,10 @@ def _feed_stream_reader(protocol: Any, data: bytes) -> None:
         reader._waiter = None
         if not waiter.cancelled():
             waiter.set_result(None)
-    if (reader._transport is not None and not reader._paused
-            and len(buffer) > 2 * reader._limit):
+    # The size test first (feed_data tests it last): it is the one that is nearly always false,
+    # so the common case reads one attribute of the reader here instead of three.
+    if (len(buffer) > 2 * reader._limit and reader._transport is not None
+            and not reader._paused):
         try:
             reader._transport.pause_reading()
         except NotImplementedError:
