@@ -2,10 +2,15 @@
 # and the kernel's event array is a C array inside the reactor, never a Python list.
 cimport cython
 
+from posix.time cimport timespec
+
 from tideloop._epoll_sys cimport epoll_event
 
 cdef enum:
     MAX_EVENTS = 1024
+
+@cython.locals(ts=timespec)
+cdef inline double _monotonic_c() noexcept
 
 
 cdef class EpollReactor:
