@@ -112,6 +112,13 @@ class SocketOpsMixin:
             self._remove_writer(fd)  # type: ignore[attr-defined]
 
     def _tl_fdops(self, sock: Any, fd: int) -> _FdOps:
+        """This module's entry for sock, created (after asyncio's no-transport check) if new.
+
+        An existing entry for the same socket object proves no transport took the fd since it
+        was made (a transport calls _tl_forget_fd, which drops the entry), so the check, a
+        WeakValueDictionary lookup that raises and catches KeyError (~2-4k instructions), runs
+        once per registration instead of once per waiting operation.
+        """
         table = self._tl_ops
         if table is None:
             table = self._tl_ops = {}
@@ -119,6 +126,7 @@ class SocketOpsMixin:
         ops = table.get(fd)
         if ops is not None and ops.sock is sock:
             return ops
+        self._tl_ensure_no_transport(fd)
         if ops is not None:
             # The fd number now belongs to a new socket: the old registration may be stale
             # in the kernel (closing an fd drops it from epoll), so re-register from scratch.
@@ -189,7 +197,6 @@ class SocketOpsMixin:
     def _tl_submit(self, sock: Any, write: bool, step: Any, args: tuple[Any, ...]) -> Any:
         """Queue an operation until the fd is ready; the caller awaits the returned future."""
         fd = sock.fileno()
-        self._tl_ensure_no_transport(fd)
         ops = self._tl_fdops(sock, fd)
         fut = self.create_future()  # type: ignore[attr-defined]
         if write:
