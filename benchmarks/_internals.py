@@ -153,10 +153,55 @@ def bench_threadsafe(loop: asyncio.AbstractEventLoop, n: int) -> Timing:
     return elapsed
 
 
+def bench_sock_pingpong(loop: asyncio.AbstractEventLoop, n: int) -> Timing:
+    """n round trips of 10 KiB between two tasks over a socketpair, with sock_recv/sock_sendall.
+
+    Each side sends only after it has received, so every sock_recv finds nothing at first and
+    waits for readiness: the path a sock_* server takes when its client is slower than it,
+    without the timing of another process deciding how often that happens (the echo-sock server
+    under callgrind nearly always finds the next request already there). Not in the timed suite
+    (no DEFAULT_N entry); for instruction counts.
+    """
+    import socket
+
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    msg = b"x" * 10240
+
+    async def echo() -> None:
+        while True:
+            data = await loop.sock_recv(b, 65536)
+            if not data:
+                return
+            await loop.sock_sendall(b, data)
+
+    async def client() -> None:
+        for _ in range(n):
+            await loop.sock_sendall(a, msg)
+            got = 0
+            while got < len(msg):
+                got += len(await loop.sock_recv(a, 65536))
+        a.shutdown(socket.SHUT_WR)
+
+    async def main() -> None:
+        server = loop.create_task(echo())
+        await client()
+        await server
+
+    t0 = _start()
+    loop.run_until_complete(main())
+    elapsed = _since(t0)
+    a.close()
+    b.close()
+    return elapsed
+
+
 BENCHMARKS: dict[str, Callable[[asyncio.AbstractEventLoop, int], Timing]] = {
     "call_soon": bench_call_soon,
     "sleep0": bench_sleep0,
     "gather": bench_gather,
     "timers": bench_timers,
     "threadsafe": bench_threadsafe,
+    "sock_pingpong": bench_sock_pingpong,
 }

@@ -2,6 +2,15 @@
 
     python -m benchmarks.callgrind internal --bench call_soon --n 20000,60000 --loops rloop,tideloop
     python -m benchmarks.callgrind server --kind echo-protocol --size 1024 --requests 2000,6000
+    python -m benchmarks.callgrind server --kind aiohttp --requests 1000,3000 --keep /tmp/cg
+
+The echo kinds are driven by the C echo client; http and aiohttp by benchmarks/http_client.py
+(keep-alive GETs, a fixed count: wrk runs for a duration, so its totals would not subtract).
+``--keep DIR`` keeps the callgrind output files for callgrind_annotate. ``--cpu N`` pins the
+server and its client to one vCPU, as benchmarks/run.py does: then the client only runs when the
+server waits, so the server takes the paths of the timed runs (a sock_recv right after a send
+finds nothing and waits). Unpinned, the server runs ~50x slower under callgrind than the client,
+always finds the next request already there, and measures mostly other paths.
 
 Invariant: every figure is (total instructions at the larger size - total at the smaller size)
 divided by the difference in units, for the whole child process in user space, so start-up,
@@ -24,6 +33,7 @@ from pathlib import Path
 from . import _internals, _loops, _native, _servers
 
 ROOT = Path(__file__).resolve().parent.parent
+HTTP_KINDS = ("http", "aiohttp")
 _TOTAL = re.compile(rb"^(?:summary|totals):\s*(\d+)", re.MULTILINE)
 
 
@@ -38,9 +48,10 @@ def _env(loop: str, tideloop_from: Path) -> dict[str, str]:
     return env
 
 
-def _valgrind(out: Path) -> list[str]:
+def _valgrind(out: Path, cpu: int | None = None) -> list[str]:
     # The real interpreter, not a pyenv shim: the shim is a shell script callgrind would count.
-    return ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable]
+    return [*_native.pin_prefix(cpu), "valgrind", "--tool=callgrind",
+            f"--callgrind-out-file={out}", sys.executable]
 
 
 def _total(out: Path) -> int:
@@ -60,11 +71,25 @@ def internal_total(loop: str, bench: str, n: int, *, tideloop_from: Path) -> int
         return _total(out)
 
 
-def server_total(loop: str, kind: str, size: int, requests: int, *, tideloop_from: Path) -> int:
+def _client_cmd(kind: str, port: int, size: int, requests: int, cpu: int | None) -> list[str]:
+    # 10 connections as in the echo suite; the request cap ends the run, the time cap guards.
+    pin = _native.pin_prefix(cpu)
+    if kind in HTTP_KINDS:
+        return [*pin, sys.executable, "-m", "benchmarks.http_client", _servers.HOST, str(port),
+                "10", str(requests)]
     client = _native.build()["echo_client"]
+    return [*pin, str(client), _servers.HOST, str(port), "10", str(size), "600", str(requests)]
+
+
+def server_total(loop: str, kind: str, size: int, requests: int, *, tideloop_from: Path,
+                 keep: Path | None = None, cpu: int | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "cg.out"
-        cmd = [*_valgrind(out), "-m", "benchmarks.child", "server", "--loop", loop, "--kind", kind]
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            out = keep / f"cg-{kind}-{size}-{loop}-{requests}.out"
+        cmd = [*_valgrind(out, cpu), "-m", "benchmarks.child", "server", "--loop", loop,
+               "--kind", kind]
         proc = subprocess.Popen(cmd, env=_env(loop, tideloop_from), cwd=ROOT,
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL)
@@ -74,9 +99,7 @@ def server_total(loop: str, kind: str, size: int, requests: int, *, tideloop_fro
             if not line.startswith("READY "):
                 raise RuntimeError(f"server did not start: {line!r}")
             port = int(line.split()[1])
-            # 10 connections as in the suite; the request cap ends the run, the time cap guards.
-            subprocess.run([str(client), _servers.HOST,
-                            str(port), "10", str(size), "600", str(requests)],
+            subprocess.run(_client_cmd(kind, port, size, requests, cpu), cwd=ROOT,
                            check=True, stdout=subprocess.DEVNULL, timeout=900)
         finally:
             proc.stdin.close()  # the server's control thread exits the process on EOF
@@ -103,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     server.add_argument("--kind", required=True, choices=_servers.SERVER_KINDS)
     server.add_argument("--size", type=int, default=1024)
     server.add_argument("--requests", default="2000,6000", help="two request counts")
+    server.add_argument("--keep", type=Path, default=None,
+                        help="keep the callgrind output files in this directory")
+    server.add_argument("--cpu", type=int, default=None,
+                        help="pin server and client to this vCPU (as the timed suite does)")
     args = p.parse_args(argv)
     src = args.tideloop_from.resolve()
     for loop in args.loops.split(","):
@@ -112,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.bench:<12} {loop:<12} {per:>10,.0f} instructions per unit", flush=True)
         else:
             sizes = [int(x) for x in args.requests.split(",")]
-            measure = partial(server_total, loop, args.kind, args.size, tideloop_from=src)
+            measure = partial(server_total, loop, args.kind, args.size, tideloop_from=src,
+                              keep=args.keep, cpu=args.cpu)
             per = _per_unit(measure, sizes)
             print(f"{args.kind}/{args.size:<6} {loop:<12} {per:>10,.0f} instructions per request",
                   flush=True)

@@ -378,6 +378,11 @@ class LoopCore:
         os.set_blocking(self._wake_w, False)
         self._add_reader(self._wake_r, self._read_from_self)
 
+    def get_debug(self) -> bool:
+        # Here, beside the field, so that it is compiled: asyncio's C Future and Task call
+        # loop.get_debug() in every __init__, i.e. for each create_future()/create_task().
+        return self._debug
+
     # -- time and scheduling ---------------------------------------------------------------
 
     def time(self) -> float:

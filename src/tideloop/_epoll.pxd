@@ -2,6 +2,8 @@
 # and the kernel's event array is a C array inside the reactor, never a Python list.
 cimport cython
 
+from posix.time cimport timespec
+
 from tideloop._epoll_sys cimport epoll_event
 
 cdef enum:
@@ -10,6 +12,9 @@ cdef enum:
 # _reactor's READ/WRITE as C ints: ready_mask runs once per event, and with Python ints it did two
 # module-global lookups and two boxed ORs (~60 instructions) per event.
 cdef int READ, WRITE
+
+@cython.locals(ts=timespec)
+cdef inline double _monotonic_c() noexcept
 
 
 cdef class EpollReactor:

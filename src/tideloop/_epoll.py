@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import select
-import time
 from typing import Any
 
 from ._reactor import READ, WRITE, timeout_ms
@@ -22,11 +21,21 @@ except ImportError:  # pragma: no cover - interpreted without Cython installed
 if cython.compiled:
     from cython.cimports.cpython.exc import PyErr_CheckSignals  # type: ignore[import-not-found]
     from cython.cimports.libc.errno import EINTR, errno  # type: ignore[import-not-found]
+    from cython.cimports.posix.time import (  # type: ignore[import-not-found]
+        CLOCK_MONOTONIC,
+        clock_gettime,
+    )
     from cython.cimports.tideloop._epoll_sys import (  # type: ignore[import-not-found]
         EPOLLIN,
         EPOLLOUT,
         epoll_wait,
     )
+
+
+def _monotonic_c() -> float:
+    """time.monotonic() without a Python call (compiled only: a C function, see _epoll.pxd)."""
+    clock_gettime(CLOCK_MONOTONIC, cython.address(ts))  # type: ignore[name-defined]  # noqa: F821
+    return ts.tv_sec + ts.tv_nsec * 1e-9  # type: ignore[name-defined,no-any-return]  # noqa: F821
 
 _EPOLLIN = select.EPOLLIN
 _EPOLLOUT = select.EPOLLOUT
@@ -102,8 +111,18 @@ class EpollReactor:
         """Wait like poll() but keep the events in C; the count, read with ready_fd/ready_mask."""
         if not cython.compiled:
             raise NotImplementedError("wait() is the compiled core's path; use poll()")
-        ms = timeout_ms(timeout)
-        deadline = time.monotonic() + timeout if timeout > 0 else 0.0
+        # timeout_ms()'s rounding, in C, and the deadline from clock_gettime (the clock of
+        # time.monotonic): this runs on every loop iteration that polls, and the Python calls
+        # of timeout_ms and time.monotonic cost ~750 instructions per poll.
+        deadline = 0.0
+        if timeout < 0:
+            ms = -1
+        else:
+            ms = cython.cast(cython.int, timeout * 1000.0)
+            if ms < timeout * 1000.0:
+                ms += 1
+            if ms > 0:
+                deadline = _monotonic_c() + timeout
         while True:
             with cython.nogil:
                 n = epoll_wait(self._epfd, self._events, 1024, ms)
@@ -115,7 +134,7 @@ class EpollReactor:
             # e.g. KeyboardInterrupt), then wait again for what is left of the timeout.
             PyErr_CheckSignals()
             if ms > 0:
-                remaining = deadline - time.monotonic()
+                remaining = deadline - _monotonic_c()
                 ms = timeout_ms(remaining) if remaining > 0 else 0
 
     def ready_fd(self, i: int) -> int:

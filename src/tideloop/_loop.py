@@ -159,8 +159,7 @@ class LoopBase(LoopCore, AbstractEventLoop):  # type: ignore[misc]  # typeshed g
 
     # -- debug -------------------------------------------------------------------------------
 
-    def get_debug(self) -> bool:
-        return bool(self._debug)
+    # get_debug() is LoopCore's (compiled), beside the _debug field it reads.
 
     def set_debug(self, enabled: bool) -> None:
         self._debug = bool(enabled)

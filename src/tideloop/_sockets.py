@@ -84,6 +84,60 @@ def _sendto_step(sock: Any, data: Any, address: Any) -> Any:
     return sock.sendto(data, 0, address)
 
 
+# The readiness path's helpers are module functions, not loop methods: compiled, a call of a
+# module function skips the method lookup through EventLoop's eleven-class MRO (and the bound
+# method) that each `self._tl_...` call made, twice per completed operation.
+
+
+def _schedule_check(loop: Any, fd: int, ops: _FdOps) -> None:
+    if not ops.check_pending:
+        ops.check_pending = True
+        loop.call_soon(_check, loop, fd, ops)
+
+
+def _check(loop: Any, fd: int, ops: _FdOps) -> None:
+    """One iteration after an operation finished: drop registrations nobody waits on."""
+    ops.check_pending = False
+    table = loop._tl_ops
+    if table is None or table.get(fd) is not ops:
+        return
+    if ops.rreg and not ops.readers:
+        ops.rreg = False
+        loop._remove_reader(fd)
+    if ops.wreg and not ops.writers:
+        ops.wreg = False
+        loop._remove_writer(fd)
+    if not ops.rreg and not ops.wreg:
+        del table[fd]
+
+
+def _run_queue(loop: Any, fd: int, ops: _FdOps, queue: collections.deque[Any]) -> None:
+    """Complete the first waiting operation of queue if the socket lets it."""
+    while queue:
+        fut, step, args = queue[0]
+        if fut.done():
+            queue.popleft()
+            continue
+        try:
+            result = step(*args)
+        except (BlockingIOError, InterruptedError):
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            queue.popleft()
+            fut.set_exception(exc)
+        else:
+            if result is _AGAIN:
+                return
+            queue.popleft()
+            fut.set_result(result)
+        # One completion per readiness event: a second recv would most likely be EAGAIN.
+        break
+    if not queue:
+        _schedule_check(loop, fd, ops)
+
+
 class SocketOpsMixin:
     """The loop's ``sock_*`` methods; relies only on the core contract (see BRIEF)."""
 
@@ -112,6 +166,13 @@ class SocketOpsMixin:
             self._remove_writer(fd)  # type: ignore[attr-defined]
 
     def _tl_fdops(self, sock: Any, fd: int) -> _FdOps:
+        """This module's entry for sock, created (after asyncio's no-transport check) if new.
+
+        An existing entry for the same socket object proves no transport took the fd since it
+        was made (a transport calls _tl_forget_fd, which drops the entry), so the check, a
+        WeakValueDictionary lookup that raises and catches KeyError (~2-4k instructions), runs
+        once per registration instead of once per waiting operation.
+        """
         table = self._tl_ops
         if table is None:
             table = self._tl_ops = {}
@@ -119,6 +180,7 @@ class SocketOpsMixin:
         ops = table.get(fd)
         if ops is not None and ops.sock is sock:
             return ops
+        self._tl_ensure_no_transport(fd)
         if ops is not None:
             # The fd number now belongs to a new socket: the old registration may be stale
             # in the kernel (closing an fd drops it from epoll), so re-register from scratch.
@@ -127,48 +189,7 @@ class SocketOpsMixin:
         return ops
 
     def _tl_schedule_check(self, fd: int, ops: _FdOps) -> None:
-        if not ops.check_pending:
-            ops.check_pending = True
-            self.call_soon(self._tl_check, fd, ops)  # type: ignore[attr-defined]
-
-    def _tl_check(self, fd: int, ops: _FdOps) -> None:
-        ops.check_pending = False
-        table = self._tl_ops
-        if table is None or table.get(fd) is not ops:
-            return
-        if ops.rreg and not ops.readers:
-            ops.rreg = False
-            self._remove_reader(fd)  # type: ignore[attr-defined]
-        if ops.wreg and not ops.writers:
-            ops.wreg = False
-            self._remove_writer(fd)  # type: ignore[attr-defined]
-        if not ops.rreg and not ops.wreg:
-            del table[fd]
-
-    def _tl_run_queue(self, fd: int, ops: _FdOps, queue: collections.deque[Any]) -> None:
-        while queue:
-            fut, step, args = queue[0]
-            if fut.done():
-                queue.popleft()
-                continue
-            try:
-                result = step(*args)
-            except (BlockingIOError, InterruptedError):
-                return
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                queue.popleft()
-                fut.set_exception(exc)
-            else:
-                if result is _AGAIN:
-                    return
-                queue.popleft()
-                fut.set_result(result)
-            # One completion per readiness event: a second recv would most likely be EAGAIN.
-            break
-        if not queue:
-            self._tl_schedule_check(fd, ops)
+        _schedule_check(self, fd, ops)
 
     def _tl_on_readable(self, fd: int) -> None:
         table = self._tl_ops
@@ -176,7 +197,7 @@ class SocketOpsMixin:
         if ops is None:
             self._remove_reader(fd)  # type: ignore[attr-defined]
             return
-        self._tl_run_queue(fd, ops, ops.readers)
+        _run_queue(self, fd, ops, ops.readers)
 
     def _tl_on_writable(self, fd: int) -> None:
         table = self._tl_ops
@@ -184,12 +205,11 @@ class SocketOpsMixin:
         if ops is None:
             self._remove_writer(fd)  # type: ignore[attr-defined]
             return
-        self._tl_run_queue(fd, ops, ops.writers)
+        _run_queue(self, fd, ops, ops.writers)
 
     def _tl_submit(self, sock: Any, write: bool, step: Any, args: tuple[Any, ...]) -> Any:
         """Queue an operation until the fd is ready; the caller awaits the returned future."""
         fd = sock.fileno()
-        self._tl_ensure_no_transport(fd)
         ops = self._tl_fdops(sock, fd)
         fut = self.create_future()  # type: ignore[attr-defined]
         if write:

@@ -210,3 +210,32 @@ def test_signal_handler_runs_while_the_loop_is_busy(loop: asyncio.AbstractEventL
     loop.call_soon(os.kill, os.getpid(), signal.SIGUSR1)
     run_bounded(loop)
     assert got == ["usr1"]
+
+
+def test_plain_signal_handler_interrupting_a_timed_wait(loop: asyncio.AbstractEventLoop) -> None:
+    # A signal.signal() handler (not the loop's) interrupts the poller's wait with EINTR: the
+    # handler runs and the wait resumes for the rest of the timeout, so the sleep neither
+    # fails nor ends before its time (PEP 475 semantics, as asyncio's selector has them).
+    got: list[int] = []
+    saved = signal.signal(signal.SIGUSR2, lambda signum, frame: got.append(signum))
+
+    def send_later() -> None:
+        time.sleep(0.05)  # the loop is asleep in its poller by now
+        # To the loop's thread: a process-directed signal may land on this one instead.
+        signal.pthread_kill(loop_thread, signal.SIGUSR2)
+
+    async def main() -> float:
+        start = loop.time()
+        await asyncio.sleep(0.2)
+        return loop.time() - start
+
+    loop_thread = threading.get_ident()
+    t = threading.Thread(target=send_later)
+    t.start()
+    try:
+        slept = loop.run_until_complete(asyncio.wait_for(main(), 30))
+    finally:
+        t.join()
+        signal.signal(signal.SIGUSR2, saved)
+    assert got == [signal.SIGUSR2]
+    assert slept >= 0.2 - loop._clock_resolution  # type: ignore[attr-defined]

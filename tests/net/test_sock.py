@@ -130,6 +130,25 @@ def test_sock_ops_refuse_transport_fd(run: Any) -> None:
     run(main())
 
 
+def test_sock_ops_refuse_fd_a_transport_took_while_one_waited(run: Any) -> None:
+    # The no-transport check runs when this module registers a socket; a transport that takes
+    # the fd while a sock_recv waits must still make the next sock_* call fail.
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        a, b = _pair()
+        waiting = loop.create_task(loop.sock_recv(a, 10))
+        await asyncio.sleep(0)  # the recv found nothing and waits for readability
+        tr, _ = await loop.create_connection(asyncio.Protocol, sock=a)
+        with pytest.raises(RuntimeError, match="is used by transport"):
+            await loop.sock_recv(a, 10)
+        waiting.cancel()
+        tr.close()
+        await asyncio.sleep(0)
+        b.close()
+
+    run(main())
+
+
 def test_sock_closed_and_fd_reused(run: Any) -> None:
     # A sock_* registration must not survive its socket: the fd number comes back at once.
     async def main() -> None:
