@@ -21,7 +21,6 @@ not depend on what else the machine is doing. Nothing here asserts a speed: it r
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import subprocess
 import sys
@@ -30,7 +29,8 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from . import _internals, _loops, _native, _servers
+from . import _internals, _native, _servers
+from ._measure import ChildSetup
 
 ROOT = Path(__file__).resolve().parent.parent
 HTTP_KINDS = ("http", "aiohttp")
@@ -38,14 +38,8 @@ _TOTAL = re.compile(rb"^(?:summary|totals):\s*(\d+)", re.MULTILINE)
 
 
 def _env(loop: str, tideloop_from: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(tideloop_from), str(ROOT)])
-    for key, value in _loops.child_env_overrides(loop).items():
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = value
-    return env
+    # The suite's own child environment, importing tideloop from the tree being measured.
+    return ChildSetup(pythonpath=[str(tideloop_from)]).env(loop)
 
 
 def _valgrind(out: Path, cpu: int | None = None) -> list[str]:
