@@ -15,6 +15,8 @@ cdef int READ, WRITE
 
 @cython.locals(ts=timespec)
 cdef inline double _monotonic_c() noexcept
+@cython.locals(ms=int)
+cdef inline int _timeout_ms_c(double timeout) noexcept
 
 
 cdef class EpollReactor:

@@ -37,6 +37,16 @@ def _monotonic_c() -> float:
     clock_gettime(CLOCK_MONOTONIC, cython.address(ts))  # type: ignore[name-defined]  # noqa: F821
     return ts.tv_sec + ts.tv_nsec * 1e-9  # type: ignore[name-defined,no-any-return]  # noqa: F821
 
+def _timeout_ms_c(timeout: float) -> int:
+    """_reactor.timeout_ms (seconds to milliseconds, rounded up) as a C function (compiled only)."""
+    if timeout < 0:
+        return -1
+    ms = cython.cast(cython.int, timeout * 1000.0)
+    if ms < timeout * 1000.0:
+        ms += 1
+    return ms  # type: ignore[no-any-return]
+
+
 _EPOLLIN = select.EPOLLIN
 _EPOLLOUT = select.EPOLLOUT
 
@@ -111,18 +121,10 @@ class EpollReactor:
         """Wait like poll() but keep the events in C; the count, read with ready_fd/ready_mask."""
         if not cython.compiled:
             raise NotImplementedError("wait() is the compiled core's path; use poll()")
-        # timeout_ms()'s rounding, in C, and the deadline from clock_gettime (the clock of
-        # time.monotonic): this runs on every loop iteration that polls, and the Python calls
-        # of timeout_ms and time.monotonic cost ~750 instructions per poll.
-        deadline = 0.0
-        if timeout < 0:
-            ms = -1
-        else:
-            ms = cython.cast(cython.int, timeout * 1000.0)
-            if ms < timeout * 1000.0:
-                ms += 1
-            if ms > 0:
-                deadline = _monotonic_c() + timeout
+        # The rounding and the deadline in C: this runs on every loop iteration that polls, and
+        # the Python calls of timeout_ms and time.monotonic cost ~750 instructions per poll.
+        ms = _timeout_ms_c(timeout)
+        deadline = _monotonic_c() + timeout if ms > 0 else 0.0
         while True:
             with cython.nogil:
                 n = epoll_wait(self._epfd, self._events, 1024, ms)
@@ -135,7 +137,7 @@ class EpollReactor:
             PyErr_CheckSignals()
             if ms > 0:
                 remaining = deadline - _monotonic_c()
-                ms = timeout_ms(remaining) if remaining > 0 else 0
+                ms = _timeout_ms_c(remaining) if remaining > 0 else 0
 
     def ready_fd(self, i: int) -> int:
         return int(self._events[i].data.fd)

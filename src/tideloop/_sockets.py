@@ -188,9 +188,6 @@ class SocketOpsMixin:
         ops = table[fd] = _FdOps(sock)
         return ops
 
-    def _tl_schedule_check(self, fd: int, ops: _FdOps) -> None:
-        _schedule_check(self, fd, ops)
-
     def _tl_on_readable(self, fd: int) -> None:
         table = self._tl_ops
         ops = table.get(fd) if table else None
@@ -245,7 +242,7 @@ class SocketOpsMixin:
                 queue.remove(entry)
                 break
         if not queue:
-            self._tl_schedule_check(fd, ops)
+            _schedule_check(self, fd, ops)
 
     async def _tl_wait(self, sock: Any, write: bool, step: Any, args: tuple[Any, ...]) -> Any:
         fut = self._tl_submit(sock, write, step, args)
