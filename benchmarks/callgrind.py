@@ -39,7 +39,11 @@ _TOTAL = re.compile(rb"^(?:summary|totals):\s*(\d+)", re.MULTILINE)
 
 def _env(loop: str, tideloop_from: Path) -> dict[str, str]:
     # The suite's own child environment, importing tideloop from the tree being measured.
-    return ChildSetup(pythonpath=[str(tideloop_from)]).env(loop)
+    env = ChildSetup(pythonpath=[str(tideloop_from)]).env(loop)
+    # A fixed string-hash seed: with randomised hashes the start-up's dict probes differ from
+    # run to run by ~0.5M instructions, which the two-run difference would charge to the unit.
+    env["PYTHONHASHSEED"] = "0"
+    return env
 
 
 def _valgrind(out: Path, cpu: int | None = None) -> list[str]:
