@@ -11,6 +11,9 @@ server and its client to one vCPU, as benchmarks/run.py does: then the client on
 server waits, so the server takes the paths of the timed runs (a sock_recv right after a send
 finds nothing and waits). Unpinned, the server runs ~50x slower under callgrind than the client,
 always finds the next request already there, and measures mostly other paths.
+With several connections, how many requests one loop iteration finds depends on scheduling, so
+per-request figures move by ~5% between runs; ``--conns 1`` makes every request one iteration
+with one ready fd, which repeats to within a few instructions (the figure to compare changes by).
 
 Invariant: every figure is (total instructions at the larger size - total at the smaller size)
 divided by the difference in units, for the whole child process in user space, so start-up,
@@ -69,18 +72,20 @@ def internal_total(loop: str, bench: str, n: int, *, tideloop_from: Path) -> int
         return _total(out)
 
 
-def _client_cmd(kind: str, port: int, size: int, requests: int, cpu: int | None) -> list[str]:
-    # 10 connections as in the echo suite; the request cap ends the run, the time cap guards.
+def _client_cmd(kind: str, port: int, size: int, requests: int, cpu: int | None,
+                conns: int) -> list[str]:
+    # The request cap ends the run, the time cap guards.
     pin = _native.pin_prefix(cpu)
     if kind in HTTP_KINDS:
         return [*pin, sys.executable, "-m", "benchmarks.http_client", _servers.HOST, str(port),
-                "10", str(requests)]
+                str(conns), str(requests)]
     client = _native.build()["echo_client"]
-    return [*pin, str(client), _servers.HOST, str(port), "10", str(size), "600", str(requests)]
+    return [*pin, str(client), _servers.HOST, str(port), str(conns), str(size), "600",
+            str(requests)]
 
 
 def server_total(loop: str, kind: str, size: int, requests: int, *, tideloop_from: Path,
-                 keep: Path | None = None, cpu: int | None = None) -> int:
+                 keep: Path | None = None, cpu: int | None = None, conns: int = 10) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "cg.out"
         if keep is not None:
@@ -97,7 +102,7 @@ def server_total(loop: str, kind: str, size: int, requests: int, *, tideloop_fro
             if not line.startswith("READY "):
                 raise RuntimeError(f"server did not start: {line!r}")
             port = int(line.split()[1])
-            subprocess.run(_client_cmd(kind, port, size, requests, cpu), cwd=ROOT,
+            subprocess.run(_client_cmd(kind, port, size, requests, cpu, conns), cwd=ROOT,
                            check=True, stdout=subprocess.DEVNULL, timeout=900)
         finally:
             proc.stdin.close()  # the server's control thread exits the process on EOF
@@ -128,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep the callgrind output files in this directory")
     server.add_argument("--cpu", type=int, default=None,
                         help="pin server and client to this vCPU (as the timed suite does)")
+    server.add_argument("--conns", type=int, default=10,
+                        help="client connections (default 10 as in the suite; 1 repeats exactly)")
     args = p.parse_args(argv)
     src = args.tideloop_from.resolve()
     for loop in args.loops.split(","):
@@ -138,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             sizes = [int(x) for x in args.requests.split(",")]
             measure = partial(server_total, loop, args.kind, args.size, tideloop_from=src,
-                              keep=args.keep, cpu=args.cpu)
+                              keep=args.keep, cpu=args.cpu, conns=args.conns)
             per = _per_unit(measure, sizes)
             print(f"{args.kind}/{args.size:<6} {loop:<12} {per:>10,.0f} instructions per request",
                   flush=True)
