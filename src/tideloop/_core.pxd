@@ -10,7 +10,7 @@ cdef class LoopCore
 # Module constants the hot paths read, as C globals: Cython caches module-dict lookups with dict
 # version tags, which it cannot use on Python 3.12+, where each read is a dict lookup (~120
 # instructions). Python code outside this module does not read them.
-cdef Py_ssize_t _MIN_SCHEDULED_TIMER_HANDLES
+cdef Py_ssize_t _MIN_SCHEDULED_TIMER_HANDLES, _FD_TABLE_MAX
 cdef object _monotonic
 cdef int READ, WRITE
 cdef double MAX_TIMEOUT
@@ -80,6 +80,7 @@ cdef class LoopCore:
     cdef public object _reactor
     cdef EpollReactor _epoll
     cdef public dict _fds
+    cdef list _fd_table
     cdef public bint _wakeup_pending
     cdef bint _gc_hiding
     cdef public int _wake_r
@@ -103,7 +104,7 @@ cdef class LoopCore:
     @cython.locals(timer=TimerHandle)
     cdef _call_at(self, double when, object callback, object args, object context, str method)
     cpdef _write_to_self(self)
-    @cython.locals(entry=_FdEntry, h=Handle, old=Handle)
+    @cython.locals(entry=_FdEntry, h=Handle, old=Handle, table=list)
     cdef Handle _add_fd_handler(self, int fd, object callback, object args, int event,
                                 object fileobj)
     @cython.locals(entry=_FdEntry, old=Handle)
@@ -111,7 +112,7 @@ cdef class LoopCore:
     cdef _process_events(self, list events)
     @cython.locals(i=int, ep=EpollReactor)
     cdef _process_epoll(self, int n)
-    @cython.locals(entry=_FdEntry, h=Handle)
+    @cython.locals(entry=_FdEntry, h=Handle, table=list, found=object)
     cdef _dispatch(self, int fd, int mask)
     @cython.locals(timers=TimerHeap, ready=list, spare=list, n=Py_ssize_t, i=Py_ssize_t, now=double, ntimers=Py_ssize_t,
                    t=TimerHandle, h=Handle, timeout=double, end_time=double)

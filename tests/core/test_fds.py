@@ -402,3 +402,50 @@ def test_regular_files_are_refused(loop: asyncio.AbstractEventLoop, tmp_path: An
         with pytest.raises(PermissionError):
             loop.add_reader(f.fileno(), lambda: None)
         assert loop.remove_reader(f.fileno()) is False
+
+
+@pytest.mark.parametrize("target", [3000, 70_000])
+def test_high_numbered_fds(loop: asyncio.AbstractEventLoop, target: int) -> None:
+    # tideloop finds fds below 65536 through a list indexed by fd and larger ones through a
+    # dict: both must dispatch, and a removed fd must stay silent.
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    raise_limit = soft != resource.RLIM_INFINITY and soft <= target
+    if raise_limit:
+        try:  # the hard limit too where allowed (root)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target + 1, max(hard, target + 1)))
+        except (ValueError, OSError):
+            pytest.skip(f"cannot raise RLIMIT_NOFILE ({soft}, {hard}) above fd {target}")
+    a, b = socket.socketpair()
+    fd = -1
+    try:
+        fd = os.dup2(a.fileno(), target)
+        got: list[bytes] = []
+
+        def on_readable() -> None:
+            got.append(os.read(fd, 100))
+            loop.stop()
+
+        loop.add_reader(fd, on_readable)
+        loop.call_later(0.01, b.send, b"high")
+        run_bounded(loop)
+        assert got == [b"high"]
+        assert loop.remove_reader(fd) is True
+        # Removed: data arriving now must not run the old callback.
+        b.send(b"again")
+        loop.call_later(0.05, loop.stop)
+        run_bounded(loop)
+        assert got == [b"high"]
+        # Registered again, it fires again.
+        loop.add_reader(fd, on_readable)
+        run_bounded(loop)
+        assert got == [b"high", b"again"]
+        assert loop.remove_reader(fd) is True
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        a.close()
+        b.close()
+        if raise_limit:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
