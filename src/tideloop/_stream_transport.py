@@ -436,9 +436,17 @@ class SocketTransport(SocketLifecycle, transports._FlowControlMixin):
 
     # -- writing ----------------------------------------------------------------------------
 
-    @cython.locals(core=_StreamCore, n=cython.Py_ssize_t, size=cython.Py_ssize_t)
+    @cython.locals(core=_StreamCore, n=cython.Py_ssize_t, size=cython.Py_ssize_t, raw=bytes)
     def write(self, data: Any) -> None:
-        if not isinstance(data, (bytes, bytearray, memoryview)):
+        # Exact bytes (nearly every write) has its length in the object: taken once, it answers
+        # both "empty?" and "all sent?" without the generic truth test and len() calls (~70
+        # instructions, compiled). Other types keep asyncio's own tests, in its order.
+        if type(data) is bytes:
+            raw = data
+            size = len(raw)
+        elif isinstance(data, (bytes, bytearray, memoryview)):
+            size = -1
+        else:
             raise TypeError(f"data argument must be a bytes-like object, "
                             f"not {type(data).__name__!r}")
         core = _core_of(self) if cython.compiled else self  # interpreted: no call
@@ -446,15 +454,17 @@ class SocketTransport(SocketLifecycle, transports._FlowControlMixin):
             raise RuntimeError("Cannot call write() after write_eof()")
         if core._empty_waiter is not None:
             raise RuntimeError("unable to write; sendfile is in progress")
-        if not data:
+        if not size or (size < 0 and not data):
             return
         if core._conn_lost:
             if core._conn_lost >= _LOG_CONNLOST:
                 logger.warning("socket.send() raised exception.")
             core._conn_lost += 1
             return
-        if type(data) is memoryview and (data.format != "B" or data.ndim != 1):
-            data = _as_bytes_view(data)
+        if size < 0:
+            if type(data) is memoryview and (data.format != "B" or data.ndim != 1):
+                data = _as_bytes_view(data)
+            size = len(data)
         if not core._buffer:
             try:
                 if cython.compiled:
@@ -470,13 +480,12 @@ class SocketTransport(SocketLifecycle, transports._FlowControlMixin):
             except BaseException as exc:
                 self._fatal_error(exc, "Fatal write error on socket transport")
                 return
-            size = len(data)
             if n == size:
                 return
             self._loop._add_writer(core._sock_fd, self._write_ready)
             self._queue(data, n, size)
         else:
-            self._queue(data, 0, len(data))
+            self._queue(data, 0, size)
         self._maybe_pause_protocol()
 
     def _queue(self, data: Any, start: int, size: int) -> None:

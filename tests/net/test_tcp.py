@@ -86,6 +86,43 @@ def test_protocol_echo_and_transport_api(run: Any) -> None:
     run(main())
 
 
+def test_write_checks_in_asyncio_order(run: Any) -> None:
+    async def main() -> None:
+        srv, port = await _echo_server()
+        loop = asyncio.get_running_loop()
+        tr, pr = await loop.create_connection(Collect, "127.0.0.1", port)
+
+        class Raw(bytes):
+            pass
+
+        # Empty data of every accepted type sends nothing and raises nothing.
+        for empty in (b"", bytearray(), memoryview(b""), Raw()):
+            tr.write(empty)
+        # A bytes subclass, a bytearray the caller reuses, and a memoryview of non-byte items
+        # are sent as their raw bytes.
+        buf = bytearray(b"cd")
+        tr.write(Raw(b"ab"))
+        tr.write(buf)
+        buf[:] = b"zz"
+        tr.write(memoryview(b"efgh").cast("H"))
+        while len(pr.data) < 8:
+            await asyncio.sleep(0.001)
+        assert bytes(pr.data) == b"abcdefgh"
+        assert tr.get_write_buffer_size() == 0
+        tr.write_eof()
+        # The type is checked before the EOF state, the EOF state before emptiness.
+        with pytest.raises(TypeError, match="bytes-like object, not 'str'"):
+            tr.write("")  # type: ignore[arg-type]
+        for empty in (b"", bytearray(), memoryview(b"")):
+            with pytest.raises(RuntimeError, match="write_eof"):
+                tr.write(empty)
+        await pr.done
+        srv.close()
+        await srv.wait_closed()
+
+    run(main())
+
+
 def test_streams_echo_many_sizes(run: Any) -> None:
     async def main() -> None:
         srv = await asyncio.start_server(echo_handler, "127.0.0.1", 0)
