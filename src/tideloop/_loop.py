@@ -241,9 +241,11 @@ class LoopBase(LoopCore, AbstractEventLoop):  # type: ignore[misc]  # typeshed g
             return
         try:
             # Run the handler in the context of the task/future/handle that failed, so that
-            # context variables such as request ids are visible to it (asyncio 3.11+).
+            # context variables such as request ids are visible to it (asyncio 3.12+; 3.11
+            # calls it in the caller's context).
             ctx = None
-            thing = context.get("task") or context.get("future") or context.get("handle")
+            thing = (context.get("task") or context.get("future") or context.get("handle")
+                     if _compat.PY312 else None)
             if thing is not None and hasattr(thing, "get_context"):
                 ctx = thing.get_context()
             if ctx is not None and hasattr(ctx, "run"):
