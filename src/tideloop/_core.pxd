@@ -31,6 +31,7 @@ cdef class Handle:
 
     cpdef cancel(self)
     cpdef _run(self)
+    cdef _run_failed(self)
 
 
 cdef class TimerHandle(Handle):

@@ -31,15 +31,14 @@ if cython.compiled:
     # C API shortcuts for the compiled core; the interpreted core uses the Python equivalents.
     from cython.cimports.cpython.contextvars import (  # type: ignore[import-not-found]
         PyContext_CopyCurrent,
-        PyContext_Enter,
-        PyContext_Exit,
     )
     from cython.cimports.posix.unistd import write as c_write  # type: ignore[import-not-found]
     from cython.cimports.tideloop._capi import (  # type: ignore[import-not-found]
-        call_args,
         list_forget,
         list_take,
+        raise_pending,
         resolves_to,
+        run_in_context,
     )
     from cython.cimports.tideloop._gc_sys import (  # type: ignore[import-not-found]
         Py_REFCNT,
@@ -121,25 +120,30 @@ class Handle:
         return self._cancelled
 
     def _run(self) -> None:
+        if cython.compiled:
+            # Context.run without building the (callback, *args) tuple it needs, and without a
+            # try block on the way (see run_in_context): errors take _run_failed.
+            if run_in_context(self._context, self._callback, self._args) < 0:
+                self._run_failed()
+            return
         try:
-            if cython.compiled:
-                # Context.run without building the (callback, *args) tuple it needs.
-                ctx = self._context
-                PyContext_Enter(ctx)
-                try:
-                    call_args(self._callback, self._args)
-                finally:
-                    PyContext_Exit(ctx)
-            else:
-                self._context.run(self._callback, *self._args)
+            self._context.run(self._callback, *self._args)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
             self._loop._report_callback_error(self, exc)
-        if not cython.compiled:
-            # A traceback that passed through a callback keeps this frame alive (as the f_back
-            # of the coroutine's frame); it must not keep the handle, and so the task, alive.
-            self = None  # type: ignore[assignment]
+        # A traceback that passed through a callback keeps this frame alive (as the f_back of
+        # the coroutine's frame); it must not keep the handle, and so the task, alive.
+        self = None  # type: ignore[assignment]
+
+    def _run_failed(self) -> None:
+        """Compiled core: what _run's except clauses do, for the exception left pending."""
+        try:
+            raise_pending()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop._report_callback_error(self, exc)
 
 
 @cython.freelist(256)

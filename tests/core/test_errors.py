@@ -171,3 +171,52 @@ def test_exception_in_callback_does_not_stop_other_callbacks_same_iteration(
     loop.call_soon(loop.stop)
     run_bounded(loop)
     assert order == [0, 1, 2, 3, 4]
+
+
+def test_callback_base_exception_leaves_the_loop(loop: asyncio.AbstractEventLoop) -> None:
+    ran: list[str] = []
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    loop.call_soon(interrupt)
+    loop.call_soon(ran.append, "next")
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_forever()
+    # The rest of the batch is still queued, first in line, and runs on the next run.
+    loop.call_soon(loop.stop)
+    run_bounded(loop)
+    assert ran == ["next"]
+
+
+def test_context_already_entered_is_reported_and_the_loop_goes_on(
+        loop: asyncio.AbstractEventLoop, caplog: pytest.LogCaptureFixture) -> None:
+    # Running the loop inside ctx.run makes a handle bound to ctx fail to enter it: asyncio
+    # reports that RuntimeError and runs what follows. 3.11 calls the handler directly; 3.12+
+    # calls it in the handle's context, which fails the same way, so the default handler logs
+    # both errors instead.
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda lp, c: reported.append(c))
+    ran: list[str] = []
+    ctx = contextvars.copy_context()
+    loop.call_soon(ran.append, "never", context=ctx)
+    loop.call_soon(ran.append, "after")
+    loop.call_soon(loop.stop)
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        ctx.run(run_bounded, loop)
+    assert ran == ["after"]
+    if PY312:
+        assert reported == []
+        recs = [r for r in caplog.records if r.name == "asyncio"]
+        assert len(recs) == 1
+        assert recs[0].getMessage().startswith("Unhandled error in exception handler")
+        exc_info = recs[0].exc_info
+        assert exc_info is not None and isinstance(exc_info[1], RuntimeError)
+        assert "already entered" in str(exc_info[1])
+        assert "Exception in callback" in recs[0].getMessage()  # the original report
+    else:
+        assert len(reported) == 1
+        context = reported[0]
+        assert isinstance(context["exception"], RuntimeError)
+        assert "already entered" in str(context["exception"])
+        assert context["message"].startswith("Exception in callback")
