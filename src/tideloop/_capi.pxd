@@ -58,6 +58,24 @@ cdef extern from *:
     }
     """
     int run_in_context "__tideloop_run_in_context" (object ctx, object f, object args) noexcept
+
+cdef extern from *:
+    """
+    /* obj.<name>(arg) as a status, like run_in_context: 0 when it returned (result dropped),
+       -1 with the exception pending. The method is looked up on every call, as asyncio's
+       transports do (a protocol may replace its data_received). */
+    static CYTHON_INLINE int __tideloop_call_method_o(PyObject *obj, PyObject *name,
+                                                     PyObject *arg) {
+        PyObject *args[3] = {NULL, obj, arg};
+        PyObject *r = PyObject_VectorcallMethod(name, args + 1,
+                                                2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        if (r == NULL)
+            return -1;
+        Py_DECREF(r);
+        return 0;
+    }
+    """
+    int call_method_o "__tideloop_call_method_o" (object obj, str name, object arg) noexcept
     int raise_pending "__tideloop_raise_pending" () except -1
 
 

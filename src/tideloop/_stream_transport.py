@@ -27,6 +27,10 @@ except ImportError:  # pragma: no cover - interpreted without Cython installed
 
 if cython.compiled:
     # C calls into _sockio's cpdef functions instead of Python calls through their wrappers.
+    from cython.cimports.tideloop._capi import (  # type: ignore[import-not-found]
+        call_method_o,
+        raise_pending,
+    )
     from cython.cimports.tideloop._sockio import (  # type: ignore[import-not-found]
         recv_bytes,
         send_bytes,
@@ -647,11 +651,27 @@ def _read_event(core: Any, transport: Any) -> None:
     if not data:
         transport._read_eof()
         return
+    if cython.compiled and not core._stream_fast:
+        # The plain-protocol call as a status (no try block on the way): errors take
+        # _data_received_failed, which does what the except clauses below do.
+        if call_method_o(core._protocol, "data_received", data) < 0:
+            _data_received_failed(transport)
+        return
     try:
         if core._stream_fast:
             _feed_stream_reader(core._protocol, data)
         else:
             core._protocol.data_received(data)
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        transport._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+
+
+def _data_received_failed(transport: Any) -> None:
+    """Compiled: _read_event's except clauses, for the exception call_method_o left pending."""
+    try:
+        raise_pending()
     except (SystemExit, KeyboardInterrupt):
         raise
     except BaseException as exc:

@@ -344,6 +344,46 @@ def test_protocol_callback_raises(run: Any) -> None:
     assert "transport" in ctx and "protocol" in ctx
 
 
+def test_data_received_is_looked_up_per_call(run: Any) -> None:
+    # asyncio's transports call protocol.data_received afresh for every chunk: a protocol that
+    # rebinds it on the instance (a state machine) gets the new method from the next chunk on.
+    class Switching(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.got: list[tuple[str, bytes]] = []
+            self.done = asyncio.get_running_loop().create_future()
+
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            self.got.append(("first", data))
+            self.data_received = self.later  # type: ignore[method-assign]
+            self.transport.write(b"ack")
+
+        def later(self, data: bytes) -> None:
+            self.got.append(("later", data))
+            self.done.set_result(None)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        protos: list[Switching] = []
+        srv = await loop.create_server(lambda: protos.append(Switching()) or protos[-1],
+                                       "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        w.write(b"one")
+        assert await r.readexactly(3) == b"ack"
+        w.write(b"two")
+        await protos[0].done
+        assert protos[0].got == [("first", b"one"), ("later", b"two")]
+        w.close()
+        await w.wait_closed()
+        srv.close()
+        await srv.wait_closed()
+
+    run(main())
+
+
 def test_flow_control_64mib_slow_reader(run: Any) -> None:
     total = 64 * 1024 * 1024
 
