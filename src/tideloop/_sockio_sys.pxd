@@ -70,3 +70,31 @@ cdef extern from *:
     }
     """
     object tl_recv_new_bytes(int fd, Py_ssize_t size, int flags, int none_if_again)
+
+
+cdef extern from *:
+    """
+    #include <errno.h>
+
+    /* send(2) of a whole bytes object as a status: the count sent, 0 when the socket takes
+       nothing now (EAGAIN: what the caller treats as BlockingIOError), or -1 with the
+       exception pending (OSError from errno, or what a signal handler raised after EINTR).
+       A status, not an exception, so a transport's write needs no try block on its way. */
+    static Py_ssize_t tl_send_bytes_status(int fd, PyObject *data) {
+        for (;;) {
+            ssize_t n = tl_send(fd, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data),
+                                MSG_NOSIGNAL);
+            if (n >= 0)
+                return (Py_ssize_t)n;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return 0;
+            if (errno != EINTR) {
+                PyErr_SetFromErrno(PyExc_OSError);
+                return -1;
+            }
+            if (PyErr_CheckSignals() < 0)
+                return -1;
+        }
+    }
+    """
+    Py_ssize_t send_status "tl_send_bytes_status" (int fd, bytes data) noexcept

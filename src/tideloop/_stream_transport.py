@@ -35,6 +35,9 @@ if cython.compiled:
         recv_bytes,
         send_bytes,
     )
+    from cython.cimports.tideloop._sockio_sys import (  # type: ignore[import-not-found]
+        send_status,
+    )
 else:
     from ._sockio import recv_bytes, send_bytes
 
@@ -470,20 +473,25 @@ class SocketTransport(SocketLifecycle, transports._FlowControlMixin):
                 data = _as_bytes_view(data)
             size = len(data)
         if not core._buffer:
-            try:
-                if cython.compiled:
-                    # send_bytes needs the socket object only for what is not bytes.
-                    n = send_bytes(None if type(data) is bytes else self._sock,
-                                   core._sock_fd, data)
-                else:
-                    n = self._send(data)  # interpreted: the bound socket method, one C call
-            except (BlockingIOError, InterruptedError):
-                n = 0
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._fatal_error(exc, "Fatal write error on socket transport")
-                return
+            if cython.compiled and type(data) is bytes:
+                # The common case with no try block on the way (see send_status).
+                n = send_status(core._sock_fd, data)
+                if n < 0:
+                    self._write_failed()
+                    return
+            else:
+                try:
+                    if cython.compiled:
+                        n = send_bytes(self._sock, core._sock_fd, data)
+                    else:
+                        n = self._send(data)  # interpreted: the bound socket method, one C call
+                except (BlockingIOError, InterruptedError):
+                    n = 0
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    self._fatal_error(exc, "Fatal write error on socket transport")
+                    return
             if n == size:
                 return
             self._loop._add_writer(core._sock_fd, self._write_ready)
@@ -491,6 +499,15 @@ class SocketTransport(SocketLifecycle, transports._FlowControlMixin):
         else:
             self._queue(data, 0, size)
         self._maybe_pause_protocol()
+
+    def _write_failed(self) -> None:
+        """Compiled: write's except clauses, for the exception send_status left pending."""
+        try:
+            raise_pending()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal write error on socket transport")
 
     def _queue(self, data: Any, start: int, size: int) -> None:
         # Keep a view only on immutable data: the caller may reuse a bytearray.

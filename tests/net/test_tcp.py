@@ -384,6 +384,38 @@ def test_data_received_is_looked_up_per_call(run: Any) -> None:
     run(main())
 
 
+def test_write_to_a_reset_connection_closes_the_transport(run: Any) -> None:
+    # send() failing with a real error (not EAGAIN) is a fatal write error: write() itself
+    # does not raise, the protocol loses the connection with that OSError, and later writes
+    # are dropped quietly, as in asyncio.
+    import struct
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        lsock = socket.socket()
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(1)
+        lsock.setblocking(False)
+        tr, pr = await loop.create_connection(Collect, *lsock.getsockname())
+        peer, _ = await loop.sock_accept(lsock)
+        tr.pause_reading()  # so the reset is found by the write, not by a read
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.close()  # RST
+        lsock.close()
+        await asyncio.sleep(0.05)
+        for _ in range(3):  # the first send may still succeed; one of these fails
+            tr.write(b"x" * 1024)
+            if tr.is_closing():
+                break
+            await asyncio.sleep(0.01)
+        await pr.done
+        assert isinstance(pr.lost, (ConnectionResetError, BrokenPipeError)), pr.lost
+        tr.write(b"after")  # dropped, no exception
+        assert tr.is_closing()
+
+    run(main())
+
+
 def test_flow_control_64mib_slow_reader(run: Any) -> None:
     total = 64 * 1024 * 1024
 
