@@ -50,4 +50,4 @@ cdef extern from *:
 
 @cython.locals(data=bytes)
 cpdef _read_event(_StreamCore core, object transport)
-cdef _data_received_failed(object transport)
+cdef _fatal_pending(object transport, str message)

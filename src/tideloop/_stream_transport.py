@@ -477,7 +477,7 @@ class SocketTransport(SocketLifecycle, transports._FlowControlMixin):
                 # The common case with no try block on the way (see send_status).
                 n = send_status(core._sock_fd, data)
                 if n < 0:
-                    self._write_failed()
+                    _fatal_pending(self, "Fatal write error on socket transport")
                     return
             else:
                 try:
@@ -499,15 +499,6 @@ class SocketTransport(SocketLifecycle, transports._FlowControlMixin):
         else:
             self._queue(data, 0, size)
         self._maybe_pause_protocol()
-
-    def _write_failed(self) -> None:
-        """Compiled: write's except clauses, for the exception send_status left pending."""
-        try:
-            raise_pending()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal write error on socket transport")
 
     def _queue(self, data: Any, start: int, size: int) -> None:
         # Keep a view only on immutable data: the caller may reuse a bytearray.
@@ -670,9 +661,9 @@ def _read_event(core: Any, transport: Any) -> None:
         return
     if cython.compiled and not core._stream_fast:
         # The plain-protocol call as a status (no try block on the way): errors take
-        # _data_received_failed, which does what the except clauses below do.
+        # _fatal_pending, which does what the except clauses below do.
         if call_method_o(core._protocol, "data_received", data) < 0:
-            _data_received_failed(transport)
+            _fatal_pending(transport, "Fatal error: protocol.data_received() call failed.")
         return
     try:
         if core._stream_fast:
@@ -685,14 +676,15 @@ def _read_event(core: Any, transport: Any) -> None:
         transport._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
 
 
-def _data_received_failed(transport: Any) -> None:
-    """Compiled: _read_event's except clauses, for the exception call_method_o left pending."""
+def _fatal_pending(transport: Any, message: str) -> None:
+    """Compiled: the except clauses of write and _read_event, for the exception a
+    status-returning C helper (send_status, call_method_o) left pending."""
     try:
         raise_pending()
     except (SystemExit, KeyboardInterrupt):
         raise
     except BaseException as exc:
-        transport._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+        transport._fatal_error(exc, message)
 
 
 # Streams fast path. asyncio.start_server/open_connection put a StreamReaderProtocol on the
