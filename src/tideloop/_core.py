@@ -776,8 +776,12 @@ class LoopCore:
             self._ready = spare if spare is not None else []
             self._spare = None  # until `ready` is empty again
         else:
-            with self._ready_lock:
-                self._ready = []
+            # acquire/release, not `with`: a with statement binds __enter__ and __exit__ (two
+            # method objects) on every iteration; nothing between the two calls can raise.
+            lock = self._ready_lock
+            lock.acquire()
+            self._ready = []
+            lock.release()
         if self._debug:
             self._run_ready_debug(ready)  # leaves None in the slots: not reused
             return
