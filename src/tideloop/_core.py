@@ -352,8 +352,11 @@ class LoopCore:
         # Callbacks to run, in order. _run_once swaps in a fresh list and runs the old one, so
         # what callbacks schedule waits for the next iteration (asyncio's "ntodo" rule).
         self._ready = []
-        # Compiled: the list the next iteration swaps in (the one just run, emptied).
-        self._spare = []
+        if cython.compiled:
+            # The list the next iteration swaps in (the one just run, emptied). This and the
+            # other compiled-only fields (_gc_hiding, _epoll) are class attributes interpreted,
+            # see _INTERPRETED_CLASS_FIELDS.
+            self._spare = []
         # Guards that swap against call_soon_threadsafe from other threads in the interpreted
         # core; compiled, both are single C sequences under the GIL and need no lock.
         self._ready_lock = threading.Lock()
@@ -368,24 +371,27 @@ class LoopCore:
         self._closed = False
         self._debug = False
         self._thread_id = None
-        self._current_handle = None
         self._task_factory = None
         self._clock_resolution = _time.get_clock_info("monotonic").resolution
-        self.slow_callback_duration = 0.1
+        if cython.compiled:
+            # Read in debug mode only: class attributes interpreted (_INTERPRETED_CLASS_FIELDS).
+            self._current_handle = None
+            self.slow_callback_duration = 0.1
         self._fds = {}
         self._fd_table = []
         self._wakeup_pending = False
-        self._gc_hiding = False
+        if cython.compiled:
+            self._gc_hiding = False
         # Self-pipe: call_soon_threadsafe and signal.set_wakeup_fd write to _wake_w; the loop
         # reads _wake_r. Non-blocking both ends: a full pipe already means "wake up".
         self._wake_r, self._wake_w = os.pipe()
         self._reactor = reactor
         # The compiled core talks to a compiled epoll reactor through C (see _epoll.wait), as
         # long as it is still the loop's reactor (tests may wrap _reactor to re-clock the loop).
-        self._epoll = None
-        if (cython.compiled and type(reactor).__name__ == "EpollReactor"
-                and hasattr(reactor, "wait")):
-            self._epoll = reactor
+        if cython.compiled:
+            self._epoll = None
+            if type(reactor).__name__ == "EpollReactor" and hasattr(reactor, "wait"):
+                self._epoll = reactor
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._add_reader(self._wake_r, self._read_from_self)
@@ -410,7 +416,7 @@ class LoopCore:
             self._check_callback(callback, "call_soon")
         h = _new_handle(callback, args, self, context)
         self._ready.append(h)
-        if self._gc_hiding:
+        if cython.compiled and self._gc_hiding:  # interpreted: never hiding
             _gc_hide(h)  # once the loop holds it
         return h
 
@@ -425,7 +431,7 @@ class LoopCore:
         else:
             with self._ready_lock:
                 self._ready.append(h)
-        if self._gc_hiding:
+        if cython.compiled and self._gc_hiding:  # interpreted: never hiding
             _gc_hide(h)
         if not self._wakeup_pending:  # one wake-up byte per sleep is enough (_write_to_self)
             self._write_to_self()
@@ -459,7 +465,7 @@ class LoopCore:
         timer._seq = self._timer_seq
         self._timers.push(when, self._timer_seq, timer)
         timer._scheduled = True
-        if self._gc_hiding:
+        if cython.compiled and self._gc_hiding:  # interpreted: never hiding
             _gc_hide(timer)
         return timer
 
@@ -695,7 +701,8 @@ class LoopCore:
         # A running loop is alive (its caller's frame holds it), so the one-shot handles it owns
         # meanwhile need no cyclic GC: hide them (compiled core), and show what is still
         # pending once it stops, when a dropped loop must be collectable again.
-        self._gc_hiding = cython.compiled
+        if cython.compiled:
+            self._gc_hiding = True
         try:
             if _overrides_run_once(self):
                 while True:
@@ -713,8 +720,8 @@ class LoopCore:
                     if self._stopping:
                         break
         finally:
-            self._gc_hiding = False
             if cython.compiled:
+                self._gc_hiding = False
                 self._gc_show_pending()
 
     def _gc_show_pending(self) -> None:
@@ -743,7 +750,9 @@ class LoopCore:
             self._timer_cancelled_count = 0
             ntimers = timers.size()
         else:
-            while ntimers:
+            while True:  # not `while ntimers:`, see the note on the loop over `ready` below
+                if not ntimers:
+                    break
                 t = timers.top()
                 if not t._cancelled:
                     break
@@ -782,8 +791,8 @@ class LoopCore:
         if ntimers:  # I/O dispatch above only queues callbacks: no timer came or went
             now = _loop_time(self) if cython.compiled else self.time()
             end_time = now + self._clock_resolution
-            while ntimers:
-                if timers.top_when() >= end_time:
+            while True:  # not `while ntimers:`, see the note on the loop over `ready` below
+                if not ntimers or timers.top_when() >= end_time:
                     break
                 t = timers.pop()
                 ntimers -= 1
@@ -797,8 +806,12 @@ class LoopCore:
             self._ready = spare if spare is not None else []
             self._spare = None  # until `ready` is empty again
         else:
-            with self._ready_lock:
-                self._ready = []
+            # acquire/release, not `with`: a with statement binds __enter__ and __exit__ (two
+            # method objects) on every iteration; nothing between the two calls can raise.
+            lock = self._ready_lock
+            lock.acquire()
+            self._ready = []
+            lock.release()
         if self._debug:
             self._run_ready_debug(ready)  # leaves None in the slots: not reused
             return
@@ -809,7 +822,15 @@ class LoopCore:
         i = 0
         n = len(ready)
         try:
-            while i < n:
+            # `while True` with a break, not `while i < n`: on Python 3.11 only an unconditional
+            # backward jump (and a call) warms a code object up for specialization, and a
+            # conditional loop never does. _run_once is entered only a few times in a run of
+            # large batches (gather() of 100k tasks), so its loops stayed generic bytecode
+            # there: ~1,400 instructions per task more than asyncio's `for` loop. Compiled, the
+            # same C loop either way.
+            while True:
+                if i >= n:
+                    break
                 # Drop the queue's reference before running, as asyncio's popleft does: a
                 # finished task must be collectable as soon as its step returns.
                 if cython.compiled:
@@ -913,6 +934,23 @@ def _overrides_run_once(loop: LoopCore) -> bool:
     # wrapper of the C function, never the method object that instances are bound to.
     return getattr(loop._run_once, "__func__", None) is not _LOOPCORE_DICT["_run_once"]
 
+
+if not cython.compiled:
+    # Interpreted, the loop's compiled-only fields, and the defaults of two read only in debug
+    # mode, are class attributes, not instance ones. With everything LoopBase and the mixins
+    # add, an EventLoop had 32 instance attributes, and an instance dict keeps sharing its
+    # class's keys only up to 29 (measured on 3.11 and 3.13; lazily added ones such as
+    # _tl_ops count too): beyond that each loop's __dict__ became an ordinary dict. Python 3.11
+    # then specializes no method load on the loop (`loop.call_soon(...)`,
+    # `self._loop._add_reader(...)` each took a generic lookup), and 3.11-3.13 read its fields
+    # through the slower hinted path. Compiled, they are C fields (_core.pxd).
+    _INTERPRETED_CLASS_FIELDS: dict[str, Any] = {
+        "_spare": None, "_gc_hiding": False, "_epoll": None,
+        "_current_handle": None, "slow_callback_duration": 0.1,
+    }
+    for _name, _value in _INTERPRETED_CLASS_FIELDS.items():
+        setattr(LoopCore, _name, _value)
+    del _name, _value
 
 _LOOPCORE_DICT: Any = LoopCore.__dict__
 _LOOPCORE_TIME: Any = _LOOPCORE_DICT["time"]

@@ -691,7 +691,7 @@ def _fatal_pending(transport: Any, message: str) -> None:
 # transport, whose data_received reaches StreamReader.feed_data through four Python frames
 # (data_received, the _stream_reader property, feed_data, _wakeup_waiter) for every chunk. For
 # exactly those classes, with those methods as the stdlib defines them (identical in 3.11-3.13),
-# the compiled transport does the same state changes itself, in the same order: the reader and
+# the transport does the same state changes itself, in the same order: the reader and
 # everything that awaits it see no difference. Subclasses, replaced methods and a reader at EOF
 # (feed_data's assertion) take the ordinary path.
 # The names it relies on, and the versions they were checked on, are in _compat.
@@ -705,7 +705,7 @@ _STREAM_READER: Any = streams.StreamReader  # Any: its private fields are used b
 
 
 def _is_plain_stream_protocol(protocol: Any) -> bool:
-    return (cython.compiled and _compat.STREAM_FAST_PATH
+    return (_compat.STREAM_FAST_PATH
             and type(protocol) is streams.StreamReaderProtocol
             and _stdlib_methods() == _STDLIB_METHODS)
 

@@ -1,8 +1,8 @@
-"""Streams through the compiled transport's fast path behave exactly as through data_received.
+"""Streams through the transport's fast path behave exactly as through data_received.
 
-On compiled tideloop, a plain StreamReaderProtocol is fed without its Python methods (see
-_stream_transport._feed_stream_reader); every test here also runs on stock asyncio, which is the
-reference for what the reader, its flow control and its waiters must do.
+On tideloop (compiled and interpreted), a plain StreamReaderProtocol is fed without its Python
+methods (see _stream_transport._feed_stream_reader); every test here also runs on stock asyncio,
+which is the reference for what the reader, its flow control and its waiters must do.
 """
 
 from __future__ import annotations
@@ -105,9 +105,9 @@ def test_subclassed_reader_and_patched_feed_data_are_honoured(run: Any,
     assert b"".join(seen) == b"abc"
 
 
-@pytest.mark.skipif(not (tideloop.COMPILED and _compat.STREAM_FAST_PATH),
-                    reason="the fast path is compiled-only, on Python versions checked for it")
-def test_plain_streams_take_the_fast_path_on_compiled_tideloop() -> None:
+@pytest.mark.skipif(not _compat.STREAM_FAST_PATH,
+                    reason="the fast path runs only on Python versions checked for it")
+def test_plain_streams_take_the_fast_path_on_tideloop() -> None:
     async def main() -> None:
         srv, sr, sw, cw = await _pair()
         assert sw.transport._stream_fast  # type: ignore[attr-defined]
