@@ -49,6 +49,10 @@ if cython.compiled:
     )
 
 _monotonic = _time.monotonic
+# The classes create_task/create_future instantiate on every call: C globals when compiled
+# (_core.pxd), where reading the imported names would be a module-dict lookup each time.
+_Task: Any = Task
+_Future: Any = Future
 
 # asyncio rebuilds the heap when more than half of at least 100 timers are cancelled
 # (base_events._MIN_SCHEDULED_TIMER_HANDLES / _MIN_CANCELLED_TIMER_HANDLES_FRACTION).
@@ -523,7 +527,7 @@ class LoopCore:
     # -- tasks and futures -----------------------------------------------------------------
 
     def create_future(self) -> Future[Any]:
-        return Future(loop=self)  # type: ignore[arg-type]
+        return _Future(loop=self)  # type: ignore[no-any-return]
 
     def create_task(self, coro: Any, *, name: Any = None, context: Any = None,
                     **kwargs: Any) -> Any:
@@ -531,13 +535,13 @@ class LoopCore:
             self._raise_closed()
         if self._task_factory is None:
             if kwargs:  # eager_start= and the like (3.12+), passed through to Task
-                task = Task(coro, loop=self, name=name, context=context,  # type: ignore[arg-type]
-                            **kwargs)
+                task = _Task(coro, loop=self, name=name, context=context,
+                             **kwargs)
             elif name is None and context is None:
                 # The common call: no keywords to build and merge.
-                task = Task(coro, loop=self)  # type: ignore[arg-type]
+                task = _Task(coro, loop=self)
             else:
-                task = Task(coro, loop=self, name=name, context=context)  # type: ignore[arg-type]
+                task = _Task(coro, loop=self, name=name, context=context)
             if self._debug:
                 # Only debug mode records where a task was created; drop our own frames.
                 _compat.trim_tideloop_frames(getattr(task, "_source_traceback", None))
