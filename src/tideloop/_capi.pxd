@@ -84,3 +84,65 @@ cdef extern from *:
     """
     object list_take "__tideloop_list_take" (list l, Py_ssize_t i)
     void list_forget "__tideloop_list_forget" (list l)
+
+
+cdef extern from *:
+    """
+    /* The exception being raised, as one object with its traceback, the error indicator
+       cleared (only called while one is set). */
+    static PyObject *__tideloop_take_raised(void) {
+    #if PY_VERSION_HEX >= 0x030C0000
+        return PyErr_GetRaisedException();
+    #else
+        PyObject *t, *v, *tb;
+        PyErr_Fetch(&t, &v, &tb);
+        PyErr_NormalizeException(&t, &v, &tb);
+        if (tb != NULL) {
+            PyException_SetTraceback(v, tb);
+            Py_DECREF(tb);
+        }
+        Py_XDECREF(t);
+        return v;
+    #endif
+    }
+    /* Handle._run's call: f(*args) inside ctx, as Context.run does it. None when the call
+       returned; otherwise what it raised, as an object, the error indicator cleared. A Cython
+       try statement reads the thread state and saves the handled exception on entry, for every
+       callback (an out-of-line TLS read on 3.13); this way only a callback that raised pays. */
+    static PyObject *__tideloop_run_in(PyObject *ctx, PyObject *f, PyObject *args) {
+        PyObject *r, *exc = NULL, *exc2;
+        if (PyContext_Enter(ctx) < 0)
+            return __tideloop_take_raised();
+        r = __tideloop_call_args(f, args);
+        if (r != NULL)
+            Py_DECREF(r);
+        else
+            exc = __tideloop_take_raised();
+        if (PyContext_Exit(ctx) < 0) {
+            /* As a `finally:` that raised: the new exception, chained to the callback's. */
+            exc2 = __tideloop_take_raised();
+            if (exc != NULL)
+                PyException_SetContext(exc2, exc);  /* steals exc */
+            return exc2;
+        }
+        if (exc == NULL)
+            Py_RETURN_NONE;
+        return exc;
+    }
+    /* Raise exc again exactly as it was raised: its traceback and __context__ untouched (a
+       `raise exc` statement would chain it to whatever exception is being handled). */
+    static int __tideloop_reraise(PyObject *exc) {
+    #if PY_VERSION_HEX >= 0x030C0000
+        Py_INCREF(exc);
+        PyErr_SetRaisedException(exc);
+    #else
+        PyObject *tb = PyException_GetTraceback(exc);  /* new reference, stolen below */
+        Py_INCREF(Py_TYPE(exc));
+        Py_INCREF(exc);
+        PyErr_Restore((PyObject *)Py_TYPE(exc), exc, tb);
+    #endif
+        return -1;
+    }
+    """
+    object run_in "__tideloop_run_in" (object ctx, object f, object args)
+    int reraise "__tideloop_reraise" (object exc) except -1

@@ -31,15 +31,14 @@ if cython.compiled:
     # C API shortcuts for the compiled core; the interpreted core uses the Python equivalents.
     from cython.cimports.cpython.contextvars import (  # type: ignore[import-not-found]
         PyContext_CopyCurrent,
-        PyContext_Enter,
-        PyContext_Exit,
     )
     from cython.cimports.posix.unistd import write as c_write  # type: ignore[import-not-found]
     from cython.cimports.tideloop._capi import (  # type: ignore[import-not-found]
-        call_args,
         list_forget,
         list_take,
+        reraise,
         resolves_to,
+        run_in,
     )
     from cython.cimports.tideloop._gc_sys import (  # type: ignore[import-not-found]
         Py_REFCNT,
@@ -119,15 +118,15 @@ class Handle:
         return self._cancelled
 
     def _run(self) -> None:
+        if cython.compiled:
+            # Context.run without building the (callback, *args) tuple it needs, and without
+            # entering a try statement unless the callback raised (see _capi.pxd run_in).
+            raised = run_in(self._context, self._callback, self._args)
+            if raised is None:
+                return
         try:
             if cython.compiled:
-                # Context.run without building the (callback, *args) tuple it needs.
-                ctx = self._context
-                PyContext_Enter(ctx)
-                try:
-                    call_args(self._callback, self._args)
-                finally:
-                    PyContext_Exit(ctx)
+                reraise(raised)  # handled below exactly as if the call had raised here
             else:
                 self._context.run(self._callback, *self._args)
         except (SystemExit, KeyboardInterrupt):
