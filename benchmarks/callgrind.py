@@ -3,6 +3,7 @@
     python -m benchmarks.callgrind internal --bench call_soon --n 20000,60000 --loops rloop,tideloop
     python -m benchmarks.callgrind server --kind echo-protocol --size 1024 --requests 2000,6000
     python -m benchmarks.callgrind server --kind aiohttp --requests 1000,3000 --keep /tmp/cg
+    python -m benchmarks.callgrind internal --bench gather --n 20000,60000 --keep /tmp/cg
 
 The echo kinds are driven by the C echo client; http and aiohttp by benchmarks/http_client.py
 (keep-alive GETs, a fixed count: wrk runs for a duration, so its totals would not subtract).
@@ -62,9 +63,13 @@ def _total(out: Path) -> int:
     return int(match.group(1))
 
 
-def internal_total(loop: str, bench: str, n: int, *, tideloop_from: Path) -> int:
+def internal_total(loop: str, bench: str, n: int, *, tideloop_from: Path,
+                   keep: Path | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "cg.out"
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            out = keep / f"cg-{bench}-{loop}-{n}.out"
         cmd = [*_valgrind(out), "-m", "benchmarks.child", "internal", "--loop", loop,
                "--bench", bench, "--n", str(n)]
         subprocess.run(cmd, env=_env(loop, tideloop_from), cwd=ROOT, check=True,
@@ -125,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     internal = sub.add_parser("internal", parents=[common])
     internal.add_argument("--bench", required=True, choices=sorted(_internals.BENCHMARKS))
     internal.add_argument("--n", default="20000,60000", help="two sizes, smaller first")
+    internal.add_argument("--keep", type=Path, default=None,
+                          help="keep the callgrind output files in this directory")
     server = sub.add_parser("server", parents=[common])
     server.add_argument("--kind", required=True, choices=_servers.SERVER_KINDS)
     server.add_argument("--size", type=int, default=1024)
@@ -140,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     for loop in args.loops.split(","):
         if args.cmd == "internal":
             sizes = [int(x) for x in args.n.split(",")]
-            per = _per_unit(partial(internal_total, loop, args.bench, tideloop_from=src), sizes)
+            measure = partial(internal_total, loop, args.bench, tideloop_from=src, keep=args.keep)
+            per = _per_unit(measure, sizes)
             print(f"{args.bench:<12} {loop:<12} {per:>10,.0f} instructions per unit", flush=True)
         else:
             sizes = [int(x) for x in args.requests.split(",")]

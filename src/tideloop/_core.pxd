@@ -15,6 +15,7 @@ cdef object _monotonic
 cdef int READ, WRITE
 cdef double MAX_TIMEOUT
 cdef object _LOOPCORE_TIME
+cdef object _Task, _Future
 cdef inline double _loop_time(LoopCore loop) except? -1.0
 
 

@@ -179,6 +179,73 @@ def test_call_soon_threadsafe_from_many_threads(loop: asyncio.AbstractEventLoop)
         assert [i for (kk, i) in got if kk == k] == list(range(per_thread))
 
 
+@pytest.mark.parametrize("n_threads", [1, 8])
+def test_call_soon_threadsafe_never_loses_a_wakeup(loop: asyncio.AbstractEventLoop,
+                                                   n_threads: int) -> None:
+    # Each call waits for its callback before the next: the loop is idle between rounds, so
+    # every call races with the loop draining the self-pipe and going back to sleep. A wake-up
+    # lost to that race leaves a callback unrun until something else wakes the loop.
+    rounds = 2000 // n_threads
+    lost: list[tuple[int, int]] = []
+    finished = [0]
+
+    def finish() -> None:
+        finished[0] += 1
+        if finished[0] == n_threads:
+            loop.stop()
+
+    def worker(k: int) -> None:
+        ran = threading.Event()
+        for i in range(rounds):
+            ran.clear()
+            loop.call_soon_threadsafe(ran.set)
+            if not ran.wait(5.0):
+                lost.append((k, i))
+                break
+        loop.call_soon_threadsafe(finish)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(n_threads)]
+    for t in threads:
+        t.start()
+    try:
+        run_bounded(loop, timeout=30.0)
+    finally:
+        for t in threads:
+            t.join(15)
+    assert lost == []
+    assert finished[0] == n_threads
+
+
+def test_call_soon_threadsafe_copies_the_context_per_call(
+        loop: asyncio.AbstractEventLoop) -> None:
+    # asyncio runs each threadsafe callback in its own copy of the caller's context: a set()
+    # in one is not seen by the next, nor by the caller.
+    seen: list[str] = []
+
+    def cb(i: int) -> None:
+        seen.append(var.get())
+        var.set(f"set by {i}")
+
+    def producer() -> None:
+        var.set("producer")
+        for i in range(3):
+            loop.call_soon_threadsafe(cb, i)
+        loop.call_soon_threadsafe(loop.stop)
+
+    token = var.set("caller")
+    try:
+        for i in range(3):
+            loop.call_soon_threadsafe(cb, i)
+        t = threading.Thread(target=producer)
+        t.start()
+        t.join()
+        run_bounded(loop)
+        assert var.get() == "caller"
+    finally:
+        var.reset(token)
+    assert seen == ["caller"] * 3 + ["producer"] * 3
+
+
 def test_call_soon_threadsafe_context(loop: asyncio.AbstractEventLoop) -> None:
     ctx = contextvars.copy_context()
     ctx.run(var.set, "threadsafe ctx")

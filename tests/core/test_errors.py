@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import sys
+import traceback
 from typing import Any
 
 import pytest
@@ -220,3 +222,51 @@ def test_context_already_entered_is_reported_and_the_loop_goes_on(
         assert isinstance(context["exception"], RuntimeError)
         assert "already entered" in str(context["exception"])
         assert context["message"].startswith("Exception in callback")
+
+
+def test_callback_exception_reaches_the_handler_as_raised(
+        loop: asyncio.AbstractEventLoop) -> None:
+    # The handler sees the callback's own exception object: its traceback still ends in the
+    # callback, its __context__ is the exception the callback was handling, and it is the
+    # exception being handled while the handler runs (asyncio calls it from an except block).
+    # The loop runs inside an except block too: that outer exception must not be chained in.
+    seen: list[tuple[Any, Any, Any]] = []
+
+    def handler(lp: asyncio.AbstractEventLoop, ctx: dict[str, Any]) -> None:
+        seen.append((ctx["exception"], sys.exc_info()[1], traceback.extract_tb(
+            ctx["exception"].__traceback__)[-1].name))
+
+    def fails_while_handling() -> None:
+        try:
+            raise KeyError("inner")
+        except KeyError:
+            raise ValueError("outer")  # noqa: B904 - the implicit __context__ is the point
+
+    loop.set_exception_handler(handler)
+    loop.call_soon(fails_while_handling)
+    loop.call_soon(loop.stop)
+    try:
+        raise OSError("around the loop")
+    except OSError:
+        run_bounded(loop)
+    assert len(seen) == 1
+    exc, handled, last_frame = seen[0]
+    assert type(exc) is ValueError and str(exc) == "outer"
+    assert type(exc.__context__) is KeyError
+    assert handled is exc
+    assert last_frame == "fails_while_handling"
+
+
+def test_keyboardinterrupt_from_a_callback_propagates_unchanged(
+        loop: asyncio.AbstractEventLoop) -> None:
+    raised = KeyboardInterrupt("stop")
+
+    def interrupt() -> None:
+        raise raised
+
+    loop.call_soon(interrupt)
+    with pytest.raises(KeyboardInterrupt) as info:
+        run_bounded(loop)
+    assert info.value is raised
+    assert info.value.__context__ is None
+    assert "interrupt" in [f.name for f in traceback.extract_tb(info.value.__traceback__)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import gc
+import threading
 import warnings
 import weakref
 from collections.abc import Callable
@@ -152,6 +153,50 @@ def test_cycle_through_a_handles_own_context(loop: asyncio.AbstractEventLoop) ->
     assert _collected_after(loop, main())
 
 
+def test_cycle_through_a_threadsafe_handles_own_context(
+        loop: asyncio.AbstractEventLoop) -> None:
+    # The same cycle through call_soon_threadsafe's context copy, from the loop's thread and
+    # from another one, while the loop runs (when the compiled core hides that copy).
+    async def main() -> weakref.ref[Holder]:
+        obj = Holder()
+        token = _var.set(obj)
+        try:
+            obj.handle = loop.call_soon_threadsafe(obj.callback)
+            other = threading.Thread(
+                target=lambda: setattr(obj, "timer", loop.call_soon_threadsafe(obj.callback)))
+            other.start()
+            other.join()
+        finally:
+            _var.reset(token)
+        while obj.calls < 2:
+            await asyncio.sleep(0)
+        return weakref.ref(obj)
+
+    assert _collected_after(loop, main())
+
+
+def test_pending_threadsafe_handles_are_collectable_after_stop(
+        loop: asyncio.AbstractEventLoop) -> None:
+    refs: list[weakref.ref[Holder]] = []
+
+    async def main() -> None:
+        obj = Holder()
+        token = _var.set(obj)
+        try:
+            obj.handle = loop.call_soon_threadsafe(obj.callback)
+        finally:
+            _var.reset(token)
+        refs.append(weakref.ref(obj))
+        loop.stop()
+
+    loop.create_task(main())
+    loop.run_forever()
+    gc.collect()
+    assert refs[0]() is not None  # still pending in the open loop
+    loop.close()
+    assert _collected(refs[0])
+
+
 def test_contexts_outlive_their_handles(loop: asyncio.AbstractEventLoop) -> None:
     kept: list[contextvars.Context] = []
 
@@ -159,6 +204,8 @@ def test_contexts_outlive_their_handles(loop: asyncio.AbstractEventLoop) -> None
         for _ in range(50):
             h = loop.call_soon(lambda: None)
             kept.append(h._context)  # get_context() is 3.12+ on asyncio
+            h = loop.call_soon_threadsafe(lambda: None)
+            kept.append(h._context)
             t = loop.call_later(3600, lambda: None)
             kept.append(t._context)
             t.cancel()
@@ -180,6 +227,7 @@ def test_a_callback_raising_keyboardinterrupt_leaves_no_hidden_objects(
     async def main() -> None:
         loop.call_soon(interrupt)
         loop.call_soon(lambda: None)  # stays queued behind the interrupt
+        loop.call_soon_threadsafe(lambda: None)  # and so does a context copied for one call
         await asyncio.sleep(3600)
 
     task = loop.create_task(main())
