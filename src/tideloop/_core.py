@@ -368,8 +368,12 @@ class LoopCore:
             # see _INTERPRETED_CLASS_FIELDS.
             self._spare = []
         # Guards that swap against call_soon_threadsafe from other threads in the interpreted
-        # core; compiled, both are single C sequences under the GIL and need no lock.
-        self._ready_lock = threading.Lock()
+        # core; compiled, both are single C sequences under the GIL and need no lock. Reentrant:
+        # a signal handler (asyncio.Runner's Ctrl-C handler among them) runs between two
+        # bytecodes of the loop thread, possibly while it holds the lock, and calls
+        # call_soon_threadsafe there; a plain Lock would deadlock the loop against itself.
+        # Re-entering is safe because the handler runs to completion between those bytecodes.
+        self._ready_lock = threading.RLock()
         # True while poll() may be skipped when callbacks are ready: only the self-pipe is
         # registered and no signal handler needs its bytes, so no I/O could be observed.
         self._io_quiet = True

@@ -303,6 +303,50 @@ def test_ctrl_c_cancels_main_and_raises_keyboard_interrupt(loop_kind: str, loop_
     assert proc.returncode == 3
 
 
+_SIGNAL_STORM_CHILD = r"""
+import asyncio, signal, sys, time
+kind = sys.argv[1]
+if kind != "asyncio":
+    import tideloop
+async def main():
+    loop = asyncio.get_running_loop()
+    woken = []
+    def on_alarm(signum, frame):  # runs between two bytecodes of the loop thread, wherever it is
+        loop.call_soon_threadsafe(woken.append, signum)
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001)
+    try:
+        end = time.monotonic() + 0.3
+        while time.monotonic() < end:  # a busy loop: the loop's own code is always running
+            await asyncio.sleep(0)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0, 0)
+    await asyncio.sleep(0)
+    print("woken", len(woken) > 0, set(woken) == {signal.SIGALRM}, flush=True)
+(asyncio.run if kind == "asyncio" else tideloop.run)(main())
+"""
+
+
+def test_signal_handlers_may_call_soon_threadsafe_at_any_point_of_the_loop(
+        loop_kind: str, loop_factory: Any) -> None:
+    # A Python signal handler runs on the loop thread in the middle of whatever the loop was
+    # doing, as asyncio.Runner's Ctrl-C handler does; its call_soon_threadsafe must neither
+    # deadlock against the loop's own bookkeeping nor lose the callback. A 1 ms timer signal
+    # during 0.3 s of busy looping lands in every part of the loop.
+    pkg_parent = str(Path(tideloop.__file__).resolve().parents[1])
+    env = {**os.environ}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, env.get("PYTHONPATH")) if p)
+    proc = subprocess.Popen([sys.executable, "-c", _SIGNAL_STORM_CHILD, loop_kind], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert (out, proc.returncode) == ("woken True True\n", 0), err
+
+
 _STUBBORN_CHILD = r"""
 import asyncio, sys
 kind = sys.argv[1]
