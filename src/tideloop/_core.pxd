@@ -20,15 +20,17 @@ cdef inline double _loop_time(LoopCore loop) except? -1.0
 
 
 cdef class Handle:
+    # Objects first, then the C ints side by side: C pads each int between pointers to 8 bytes,
+    # and with TimerHandle's fields below, packing them keeps a timer in a smaller allocator
+    # size class (a large timer set is bounded by memory traffic, not instructions).
     cdef public object _callback
     cdef public object _args
-    cdef public bint _cancelled
     cdef public LoopCore _loop
-    cdef public object _source_traceback
-    cdef public object _repr
+    cdef object _debug_info  # the _source_traceback and _repr properties, see _core.py
     cdef readonly object _context
-    cdef bint _own_context
     cdef object __weakref__
+    cdef public bint _cancelled
+    cdef bint _own_context
 
     cpdef cancel(self)
     cpdef _run(self)
@@ -38,7 +40,6 @@ cdef class Handle:
 cdef class TimerHandle(Handle):
     cdef public double _when
     cdef public bint _scheduled
-    cdef public Py_ssize_t _seq
 
 
 @cython.final

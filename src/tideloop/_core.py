@@ -75,16 +75,18 @@ class Handle:
 
     # Interpreted, slots keep a handle small and dict-free (one GC object, not two), as
     # asyncio's are; compiled, the fields are the C struct from _core.pxd.
-    __slots__ = ("_callback", "_args", "_cancelled", "_loop", "_source_traceback", "_repr",
-                 "_context", "_own_context", "__weakref__")
+    __slots__ = ("_callback", "_args", "_cancelled", "_loop", "_debug_info", "_context",
+                 "_own_context", "__weakref__")
 
     # Declared for mypy; the compiled core takes the field types from _core.pxd.
     _callback: Any
     _args: Any
     _cancelled: bool
     _loop: LoopCore
-    _source_traceback: Any
-    _repr: str | None
+    # asyncio's _source_traceback and _repr, both set only in debug mode, share one field (the
+    # properties below): None, or [source traceback, saved repr]. Two fields fewer keep a
+    # handle in a smaller allocator size class, and the loop may hold 100k of them at once.
+    _debug_info: list[Any] | None
     _context: Any
     _own_context: bool  # a timer's context copied for it alone: hidden from the GC with it
 
@@ -107,6 +109,30 @@ class Handle:
             frame = self._source_traceback[-1]
             info.append(f"created at {frame[0]}:{frame[1]}")
         return info
+
+    @property
+    def _source_traceback(self) -> Any:
+        info = self._debug_info
+        return None if info is None else info[0]
+
+    @_source_traceback.setter
+    def _source_traceback(self, value: Any) -> None:
+        if self._debug_info is None:
+            self._debug_info = [value, None]
+        else:
+            self._debug_info[0] = value
+
+    @property
+    def _repr(self) -> str | None:
+        info = self._debug_info
+        return None if info is None else info[1]  # type: ignore[no-any-return]
+
+    @_repr.setter
+    def _repr(self, value: str | None) -> None:
+        if self._debug_info is None:
+            self._debug_info = [None, value]
+        else:
+            self._debug_info[1] = value
 
     def get_context(self) -> Any:
         return self._context
@@ -155,11 +181,12 @@ class Handle:
 class TimerHandle(Handle):
     """A callback scheduled for a loop time: what ``call_later`` and ``call_at`` return."""
 
-    __slots__ = ("_when", "_scheduled", "_seq")
+    # No sequence number here: the heap keeps (when, seq) beside each timer, and a smaller
+    # timer is a smaller allocation (see Handle._debug_info).
+    __slots__ = ("_when", "_scheduled")
 
     _when: float
     _scheduled: bool
-    _seq: int
 
     def __init__(self, when: float, callback: Any, args: Any, loop: Any,
                  context: Any = None) -> None:
@@ -229,11 +256,10 @@ def _init_handle(h: Handle, callback: Any, args: Any, loop: LoopCore, context: A
     h._callback = callback
     h._args = args
     h._cancelled = False
-    h._repr = None
     if loop._debug:
-        h._source_traceback = _compat.user_stack()
+        h._debug_info = [_compat.user_stack(), None]
     else:
-        h._source_traceback = None
+        h._debug_info = None
 
 
 def _new_handle(callback: Any, args: Any, loop: LoopCore, context: Any) -> Handle:
@@ -480,7 +506,6 @@ class LoopCore:
             self._check_callback(callback, method)
         timer = _new_timer(when, callback, args, self, context)
         self._timer_seq += 1
-        timer._seq = self._timer_seq
         self._timers.push(when, self._timer_seq, timer)
         timer._scheduled = True
         if cython.compiled and self._gc_hiding:  # interpreted: never hiding
@@ -758,13 +783,10 @@ class LoopCore:
         if (ntimers > _MIN_SCHEDULED_TIMER_HANDLES
                 and self._timer_cancelled_count * 2 > ntimers):
             # Mostly cancelled: rebuild once instead of popping them one by one later.
-            for t in timers.take_all():
-                if t._cancelled:
-                    t._scheduled = False
-                    if cython.compiled:
-                        _gc_show(t)
-                else:
-                    timers.push(t._when, t._seq, t)
+            for t in timers.remove_cancelled():
+                t._scheduled = False
+                if cython.compiled:
+                    _gc_show(t)
             self._timer_cancelled_count = 0
             ntimers = timers.size()
         else:

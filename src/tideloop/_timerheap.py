@@ -2,9 +2,10 @@
 
 Invariants: ``pop()`` returns the item with the smallest (when, seq), comparing ``when`` first and
 ``seq`` only between equal times (a NaN ``when`` compares as asyncio's heap of TimerHandles
-would: never smaller); the heap owns one reference to each item until ``pop()`` or
-``take_all()`` hands it back. The loop gives every timer a unique, increasing ``seq``, so timers
-due at the same time come out in the order they were scheduled.
+would: never smaller); the heap owns one reference to each item until ``pop()``, ``take_all()``
+or ``remove_cancelled()`` hands it back. The loop gives every timer a unique, increasing
+``seq``, so timers due at the same time come out in the order they were scheduled, also after
+``remove_cancelled()``, which keeps each remaining item's key.
 
 Compiled, it is a 4-ary heap in two parallel arrays: the keys inline in a C array of
 (when, seq), and the items in a Python list (which owns them, so the cyclic GC sees every pending
@@ -16,7 +17,7 @@ of (when, seq, item) tuples kept by ``heapq``, the fastest heap plain Python has
 
 from __future__ import annotations
 
-from heapq import heappop, heappush
+from heapq import heapify, heappop, heappush
 from typing import Any
 
 try:
@@ -165,6 +166,61 @@ class TimerHeap:
         out = [entry[2] for entry in self._list]
         self._list = []
         return out
+
+    def remove_cancelled(self) -> list[Any]:
+        """Remove the items whose ``_cancelled`` is true and return them; the rest keep their keys
+        (so their order), re-heaped in place."""
+        if not cython.compiled:
+            removed = [e[2] for e in self._list if e[2]._cancelled]
+            self._list = [e for e in self._list if not e[2]._cancelled]
+            heapify(self._list)
+            return removed
+        old = self._items
+        kept: list[Any] = []
+        removed = []
+        keys = self._keys
+        n = len(old)
+        j = 0
+        for i in range(n):
+            item = old[i]
+            if item._cancelled:
+                removed.append(item)
+            else:
+                keys[j] = keys[i]
+                kept.append(item)
+                j += 1
+        self._items = kept
+        # Floyd's heap construction: sift down every parent, last one first.
+        pos = (j - 2) >> 2
+        while pos >= 0:
+            self._sift_down(pos, j)
+            pos -= 1
+        return removed
+
+    def _sift_down(self, pos: int, n: int) -> None:
+        # Compiled only: the key and item at pos move down until no child is smaller.
+        keys = self._keys
+        objs = _ob_item(self._items)
+        key = keys[pos]
+        obj = objs[pos]
+        while True:
+            child = 4 * pos + 1
+            if child >= n:
+                break
+            best = child
+            c = child + 1
+            end = min(child + 4, n)
+            while c < end:
+                if _key_lt(keys[c].when, keys[c].seq, keys[best].when, keys[best].seq):
+                    best = c
+                c += 1
+            if not _key_lt(keys[best].when, keys[best].seq, key.when, key.seq):
+                break
+            keys[pos] = keys[best]
+            objs[pos] = objs[best]
+            pos = best
+        keys[pos] = key
+        objs[pos] = obj
 
     def _grow(self) -> None:
         if cython.compiled:

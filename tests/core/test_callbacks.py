@@ -379,6 +379,10 @@ def test_handle_repr_matches_asyncio(loop: asyncio.AbstractEventLoop, debug: boo
     assert re.match(shape, repr(h))
     if debug:  # the user's line, not a frame inside the loop
         assert repr(h).endswith(f" created at {__file__}:{line}>")
+        assert (h._source_traceback[-1].filename, h._source_traceback[-1].lineno) == (
+            __file__, line)
+    else:
+        assert h._source_traceback is None
     h.cancel()
     ref.cancel()
     if debug:

@@ -76,6 +76,38 @@ def test_items_and_take_all() -> None:
     assert heap.pop() == "again"
 
 
+class Timer:
+    def __init__(self, when: float, seq: int, cancelled: bool) -> None:
+        self.key = (when, seq)
+        self._cancelled = cancelled
+
+
+def test_remove_cancelled_keeps_the_order_of_the_rest() -> None:
+    rng = random.Random(13)
+    heap = TimerHeap()
+    timers = []
+    for seq in range(3000):
+        when = float(rng.randrange(200))  # many ties: the kept seqs must still break them
+        t = Timer(when, seq, cancelled=rng.random() < 0.6)
+        timers.append(t)
+        heap.push(when, seq, t)
+    for _ in range(500):  # from a heap that has been popped from, not a fresh one
+        timers.remove(heap.pop())
+    before = [sys.getrefcount(t) for t in timers]
+    removed = heap.remove_cancelled()
+    assert sorted(t.key for t in removed) == sorted(t.key for t in timers if t._cancelled)
+    assert heap.size() == sum(not t._cancelled for t in timers)
+    del removed
+    # one reference fewer for the removed (the returned list is gone), none for the kept
+    assert [sys.getrefcount(t) for t in timers] == [
+        b - 1 if t._cancelled else b for b, t in zip(before, timers, strict=True)]
+    heap.push(50.5, 10_000, Timer(50.5, 10_000, cancelled=False))
+    out = [heap.pop().key for _ in range(heap.size())]
+    expected = sorted([t.key for t in timers if not t._cancelled] + [(50.5, 10_000)])
+    assert out == expected
+    assert heap.remove_cancelled() == [] and heap.size() == 0
+
+
 def test_owns_one_reference_per_item_and_releases_it() -> None:
     heap = TimerHeap()
     items = [Item(float(i % 7), i) for i in range(200)]
