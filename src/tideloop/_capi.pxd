@@ -135,3 +135,28 @@ cdef extern from *:
     """
     object list_take "__tideloop_list_take" (list l, Py_ssize_t i)
     void list_forget "__tideloop_list_forget" (list l)
+
+
+cdef extern from *:
+    """
+    #include <time.h>
+    /* time.monotonic() as a C double, without the float object and the call: on Linux both
+       read clock_gettime(CLOCK_MONOTONIC) and convert nanoseconds to seconds the way CPython's
+       _PyTime_AsSecondsDouble does, so loop.time() equals what time.monotonic() would have
+       returned at that instant. -1.0 elsewhere: the caller then calls time.monotonic(). */
+    static CYTHON_INLINE double __tideloop_monotonic(void) {
+    #if defined(__linux__)
+        struct timespec ts;
+        long long ns;
+        if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+            return -1.0;
+        ns = (long long)ts.tv_sec * 1000000000LL + (long long)ts.tv_nsec;
+        if (ns % 1000000000LL == 0)
+            return (double)(ns / 1000000000LL);
+        return (double)ns / 1e9;
+    #else
+        return -1.0;
+    #endif
+    }
+    """
+    double c_monotonic "__tideloop_monotonic" ()

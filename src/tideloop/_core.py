@@ -34,6 +34,7 @@ if cython.compiled:
     )
     from cython.cimports.posix.unistd import write as c_write  # type: ignore[import-not-found]
     from cython.cimports.tideloop._capi import (  # type: ignore[import-not-found]
+        c_monotonic,
         list_forget,
         list_take,
         raise_pending,
@@ -444,6 +445,10 @@ class LoopCore:
     # -- time and scheduling ---------------------------------------------------------------
 
     def time(self) -> float:
+        if cython.compiled:
+            t = c_monotonic()  # time.monotonic() without its call and float object
+            if t >= 0.0:
+                return t
         return _monotonic()
 
     def call_soon(self, callback: Any, *args: Any, context: Any = None) -> Handle:
@@ -488,6 +493,10 @@ class LoopCore:
         # self.time(), not the clock directly: subclasses and test clocks replace time(), and
         # asyncio's own deadlines (timeout(), wait_for()) are computed from loop.time().
         now = _loop_time(self) if cython.compiled else self.time()
+        if cython.compiled and (type(delay) is float or type(delay) is int):
+            # What float + float (or int) gives, in C: no float object for `now` or the sum.
+            return self._call_at(now + cython.cast(cython.double, delay), callback, args,
+                                 context, "call_at")
         return self._call_at(now + delay, callback, args, context, "call_at")
 
     def call_at(self, when: Any, callback: Any, *args: Any, context: Any = None) -> TimerHandle:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import decimal
+import fractions
 import re
 import sys
 import threading
@@ -424,6 +426,27 @@ def test_call_later_bad_delay(loop: asyncio.AbstractEventLoop) -> None:
         loop.call_later("1", _cb)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         loop.call_at(None, _cb)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("delay", [0.5, 2, True, fractions.Fraction(1, 3), decimal.Decimal("1.5"),
+                                   10**400, float("inf")],
+                         ids=["float", "int", "bool", "fraction", "decimal", "huge-int", "inf"])
+def test_call_later_delay_types_as_asyncio(loop: asyncio.AbstractEventLoop, delay: Any) -> None:
+    # asyncio computes loop.time() + delay: what that sum gives (or raises) is the contract.
+    now = loop.time()
+    try:
+        expected: Any = now + delay
+    except Exception as exc:
+        with pytest.raises(type(exc)):
+            loop.call_later(delay, _cb)
+        return
+    h = loop.call_later(delay, _cb)
+    assert now <= h.when()
+    if expected == float("inf"):
+        assert h.when() == expected
+    else:
+        assert h.when() - float(expected) <= 0.5  # the loop's own now is a little later
+    h.cancel()
 
 
 def test_time_is_monotonic_clock(loop: asyncio.AbstractEventLoop) -> None:
