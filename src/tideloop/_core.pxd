@@ -118,7 +118,7 @@ cdef class LoopCore:
     @cython.locals(entry=_FdEntry, h=Handle, table=list, found=object)
     cdef _dispatch(self, int fd, int mask)
     @cython.locals(timers=TimerHeap, ready=list, spare=list, n=Py_ssize_t, i=Py_ssize_t, now=double, ntimers=Py_ssize_t,
-                   t=TimerHandle, h=Handle, timeout=double, end_time=double)
+                   t=TimerHandle, h=Handle, timeout=double, end_time=double, deep=bint)
     cpdef _run_once(self)
     @cython.locals(n=Py_ssize_t, i=Py_ssize_t, h=Handle, t0=double, dt=double)
     cdef _run_ready_debug(self, list ready)

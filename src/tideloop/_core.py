@@ -37,6 +37,7 @@ if cython.compiled:
         c_monotonic,
         list_forget,
         list_take,
+        prefetch_item,
         raise_pending,
         resolves_to,
         run_in_context,
@@ -870,6 +871,11 @@ class LoopCore:
             PyObject_GC_UnTrack(ready)
         i = 0
         n = len(ready)
+        # A batch this long no longer fits in the L1 cache, and its handles were made long
+        # before (100k due timers, gather's first steps): each handle's first touch is a cache
+        # miss, which a prefetch one handle ahead overlaps with running the current one. Short
+        # batches are hot already, and the prefetch would only cost instructions.
+        deep = n > 512
         try:
             # `while True` with a break, not `while i < n`: on Python 3.11 only an unconditional
             # backward jump (and a call) warms a code object up for specialization, and a
@@ -884,6 +890,8 @@ class LoopCore:
                 # finished task must be collectable as soon as its step returns.
                 if cython.compiled:
                     h = list_take(ready, i)
+                    if deep:
+                        prefetch_item(ready, i + 1)
                 else:
                     h = ready[i]
                     ready[i] = None
