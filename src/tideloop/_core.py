@@ -728,8 +728,9 @@ class LoopCore:
             found = self._fds.get(fd)
         if found is None:
             return
-        # Only _FdEntry objects go into the table and the dict: no type test needed.
-        entry = cython.cast(_FdEntry, found)
+        # Only _FdEntry objects go into the table and the dict: no type test needed. (Not
+        # interpreted: there cython.cast is a Python function of Cython's, or the shim's.)
+        entry = cython.cast(_FdEntry, found) if cython.compiled else found
         if mask & READ:
             h = entry.reader
             if h is not None:
@@ -788,8 +789,9 @@ class LoopCore:
         """One iteration: drop cancelled timers, wait for I/O, move due timers, run what's ready."""
         timers = self._timers
         ready = self._ready
-        # The number of timers, kept by hand below: interpreted, every size() is a method call.
-        ntimers = timers.size()
+        # The number of timers, kept by hand below: interpreted, every size() is a method call,
+        # so the heap's list is measured directly there (once per iteration).
+        ntimers = timers.size() if cython.compiled else len(timers._list)
         if (ntimers > _MIN_SCHEDULED_TIMER_HANDLES
                 and self._timer_cancelled_count * 2 > ntimers):
             # Mostly cancelled: rebuild once instead of popping them one by one later.

@@ -2,8 +2,6 @@
 # and the kernel's event array is a C array inside the reactor, never a Python list.
 cimport cython
 
-from posix.time cimport timespec
-
 from tideloop._epoll_sys cimport epoll_event
 
 cdef enum:
@@ -13,8 +11,6 @@ cdef enum:
 # module-global lookups and two boxed ORs (~60 instructions) per event.
 cdef int READ, WRITE
 
-@cython.locals(ts=timespec)
-cdef inline double _monotonic_c() noexcept
 @cython.locals(ms=int)
 cdef inline int _timeout_ms_c(double timeout) noexcept
 

@@ -21,21 +21,13 @@ except ImportError:  # pragma: no cover - interpreted without Cython installed
 if cython.compiled:
     from cython.cimports.cpython.exc import PyErr_CheckSignals  # type: ignore[import-not-found]
     from cython.cimports.libc.errno import EINTR, errno  # type: ignore[import-not-found]
-    from cython.cimports.posix.time import (  # type: ignore[import-not-found]
-        CLOCK_MONOTONIC,
-        clock_gettime,
-    )
+    from cython.cimports.tideloop._capi import c_monotonic  # type: ignore[import-not-found]
     from cython.cimports.tideloop._epoll_sys import (  # type: ignore[import-not-found]
         EPOLLIN,
         EPOLLOUT,
         epoll_wait,
     )
 
-
-def _monotonic_c() -> float:
-    """time.monotonic() without a Python call (compiled only: a C function, see _epoll.pxd)."""
-    clock_gettime(CLOCK_MONOTONIC, cython.address(ts))  # type: ignore[name-defined]  # noqa: F821
-    return ts.tv_sec + ts.tv_nsec * 1e-9  # type: ignore[name-defined,no-any-return]  # noqa: F821
 
 def _timeout_ms_c(timeout: float) -> int:
     """_reactor.timeout_ms (seconds to milliseconds, rounded up) as a C function (compiled only)."""
@@ -95,8 +87,12 @@ class EpollReactor:
     def poll(self, timeout: float) -> list[tuple[int, int]]:
         # Python's epoll.poll retries on EINTR itself (PEP 475) after running signal
         # handlers, and a handler that must wake us writes to the loop's self-pipe.
-        ms = timeout_ms(timeout)
-        raw = self._epoll.poll(ms / 1000.0 if ms >= 0 else -1)
+        if timeout == 0.0:  # a busy loop's poll, or (< 0) one with no timer: nothing to round
+            raw = self._epoll.poll(0)
+        elif timeout < 0.0:
+            raw = self._epoll.poll(-1)
+        else:
+            raw = self._epoll.poll(timeout_ms(timeout) / 1000.0)
         if not raw:
             return raw
         out = []
@@ -124,7 +120,7 @@ class EpollReactor:
         # The rounding and the deadline in C: this runs on every loop iteration that polls, and
         # the Python calls of timeout_ms and time.monotonic cost ~750 instructions per poll.
         ms = _timeout_ms_c(timeout)
-        deadline = _monotonic_c() + timeout if ms > 0 else 0.0
+        deadline = c_monotonic() + timeout if ms > 0 else 0.0  # Linux: never -1
         while True:
             with cython.nogil:
                 n = epoll_wait(self._epfd, self._events, 1024, ms)
@@ -136,7 +132,7 @@ class EpollReactor:
             # e.g. KeyboardInterrupt), then wait again for what is left of the timeout.
             PyErr_CheckSignals()
             if ms > 0:
-                remaining = deadline - _monotonic_c()
+                remaining = deadline - c_monotonic()
                 ms = _timeout_ms_c(remaining) if remaining > 0 else 0
 
     def ready_fd(self, i: int) -> int:
