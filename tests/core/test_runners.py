@@ -254,6 +254,16 @@ def test_policy_new_event_loop(no_leaks: None) -> None:
         loop.close()
 
 
+def _start_child(source: str, *args: str) -> subprocess.Popen[str]:
+    """A Python child running ``source`` with this tideloop importable; the environment carries
+    TIDELOOP_REACTOR / TIDELOOP_NO_EXTENSIONS, so the child runs the same core as the test."""
+    pkg_parent = str(Path(tideloop.__file__).resolve().parents[1])
+    env = {**os.environ}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, env.get("PYTHONPATH")) if p)
+    return subprocess.Popen([sys.executable, "-c", source, *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 _CTRL_C_CHILD = r"""
 import asyncio, sys
 kind, busy = sys.argv[1], sys.argv[2] == "busy"
@@ -284,11 +294,7 @@ print("returned normally", flush=True)
 @pytest.mark.parametrize("busy", ["sleeping", "busy"])
 def test_ctrl_c_cancels_main_and_raises_keyboard_interrupt(loop_kind: str, loop_factory: Any,
                                                            busy: str) -> None:
-    pkg_parent = str(Path(tideloop.__file__).resolve().parents[1])
-    env = {**os.environ}  # carries TIDELOOP_REACTOR / TIDELOOP_NO_EXTENSIONS
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, env.get("PYTHONPATH")) if p)
-    proc = subprocess.Popen([sys.executable, "-c", _CTRL_C_CHILD, loop_kind, busy], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _start_child(_CTRL_C_CHILD, loop_kind, busy)
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()  # blocks until the child's loop is running main
@@ -333,11 +339,7 @@ def test_signal_handlers_may_call_soon_threadsafe_at_any_point_of_the_loop(
     # doing, as asyncio.Runner's Ctrl-C handler does; its call_soon_threadsafe must neither
     # deadlock against the loop's own bookkeeping nor lose the callback. A 1 ms timer signal
     # during 0.3 s of busy looping lands in every part of the loop.
-    pkg_parent = str(Path(tideloop.__file__).resolve().parents[1])
-    env = {**os.environ}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, env.get("PYTHONPATH")) if p)
-    proc = subprocess.Popen([sys.executable, "-c", _SIGNAL_STORM_CHILD, loop_kind], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _start_child(_SIGNAL_STORM_CHILD, loop_kind)
     try:
         out, err = proc.communicate(timeout=30)
     finally:
@@ -376,11 +378,7 @@ print("returned normally", flush=True)
 
 def test_second_ctrl_c_interrupts_a_main_that_ignores_the_first(loop_kind: str,
                                                                 loop_factory: Any) -> None:
-    pkg_parent = str(Path(tideloop.__file__).resolve().parents[1])
-    env = {**os.environ}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, env.get("PYTHONPATH")) if p)
-    proc = subprocess.Popen([sys.executable, "-c", _STUBBORN_CHILD, loop_kind], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _start_child(_STUBBORN_CHILD, loop_kind)
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline() == "ready\n"
