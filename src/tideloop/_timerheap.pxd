@@ -38,12 +38,8 @@ cdef class TimerHeap:
     cpdef object pop(self)
     cpdef list items(self)
     cpdef list take_all(self)
-    @cython.locals(n=Py_ssize_t, i=Py_ssize_t, j=Py_ssize_t, pos=Py_ssize_t, keys=_KeyPtr,
-                   kept=list, removed=list, old=list)
+    @cython.locals(i=Py_ssize_t, keys=_KeyPtr, removed=list, old=list)
     cpdef list remove_cancelled(self)
-    @cython.locals(keys=_KeyPtr, objs=_ObjArray, key=_Key, obj=_ObjPtr, child=Py_ssize_t,
-                   best=Py_ssize_t, c=Py_ssize_t, end=Py_ssize_t)
-    cdef void _sift_down(self, Py_ssize_t pos, Py_ssize_t n) noexcept
     @cython.locals(cap=Py_ssize_t)
     cdef _grow(self)
 

@@ -173,58 +173,26 @@ class TimerHeap:
 
     def remove_cancelled(self) -> list[Any]:
         """Remove the items whose ``_cancelled`` is true and return them; the rest keep their keys
-        (so their order), re-heaped in place."""
+        (so their order). Rare (the loop calls it when most timers are cancelled): the rest are
+        pushed again rather than heapified, so there is one sift code for each direction."""
         if not cython.compiled:
             removed = [e[2] for e in self._list if e[2]._cancelled]
             self._list = [e for e in self._list if not e[2]._cancelled]
             heapify(self._list)
             return removed
         old = self._items
-        kept: list[Any] = []
-        removed = []
         keys = self._keys
-        n = len(old)
-        j = 0
-        for i in range(n):
+        self._items = []
+        removed = []
+        for i in range(len(old)):
             item = old[i]
             if item._cancelled:
                 removed.append(item)
             else:
-                keys[j] = keys[i]
-                kept.append(item)
-                j += 1
-        self._items = kept
-        # Floyd's heap construction: sift down every parent, last one first.
-        pos = (j - 2) >> 2
-        while pos >= 0:
-            self._sift_down(pos, j)
-            pos -= 1
+                # Pushed back with its own key. The heap holds fewer than i items here, so push
+                # writes key slots below i only: keys[i] is still this item's when it is read.
+                self.push(keys[i].when, keys[i].seq, item)
         return removed
-
-    def _sift_down(self, pos: int, n: int) -> None:
-        # Compiled only: the key and item at pos move down until no child is smaller.
-        keys = self._keys
-        objs = _ob_item(self._items)
-        key = keys[pos]
-        obj = objs[pos]
-        while True:
-            child = 4 * pos + 1
-            if child >= n:
-                break
-            best = child
-            c = child + 1
-            end = min(child + 4, n)
-            while c < end:
-                if _key_lt(keys[c].when, keys[c].seq, keys[best].when, keys[best].seq):
-                    best = c
-                c += 1
-            if not _key_lt(keys[best].when, keys[best].seq, key.when, key.seq):
-                break
-            keys[pos] = keys[best]
-            objs[pos] = objs[best]
-            pos = best
-        keys[pos] = key
-        objs[pos] = obj
 
     def _grow(self) -> None:
         if cython.compiled:
