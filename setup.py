@@ -20,6 +20,12 @@ COMPILED_MODULES = [
     "tideloop._datagram",
 ]
 
+# Plain C compiled into a module beside its Cython source: _gcstate.c needs CPython's internal
+# headers, which only a translation unit of its own can include (see its comment).
+EXTRA_SOURCES = {
+    "tideloop._core": [os.path.join("src", "tideloop", "_gcstate.c")],
+}
+
 
 class OptionalBuildExt(build_ext):
     """A failed compile leaves the pure-Python package intact instead of failing the install."""
@@ -48,7 +54,8 @@ def extensions():
     from setuptools import Extension
 
     exts = [
-        Extension(name, [os.path.join("src", *name.split(".")) + ".py"], optional=True)
+        Extension(name, [os.path.join("src", *name.split(".")) + ".py",
+                         *EXTRA_SOURCES.get(name, [])], optional=True)
         for name in COMPILED_MODULES
     ]
     return cythonize(

@@ -14,6 +14,7 @@ cdef Py_ssize_t _MIN_SCHEDULED_TIMER_HANDLES, _FD_TABLE_MAX
 cdef object _monotonic
 cdef int READ, WRITE
 cdef double MAX_TIMEOUT
+cdef char _HIDDEN, _UNCOUNTED
 cdef object _LOOPCORE_TIME
 cdef object _Task, _Future
 cdef inline double _loop_time(LoopCore loop) except? -1.0
@@ -30,7 +31,9 @@ cdef class Handle:
     cdef readonly object _context
     cdef object __weakref__
     cdef public bint _cancelled
-    cdef bint _own_context
+    # Flags as chars: beside _cancelled they fit the 8 bytes one bint took with its padding.
+    cdef char _own_context
+    cdef char _gc_hidden  # compiled only: 0, _HIDDEN or _UNCOUNTED (see _gc_hide)
 
     cpdef cancel(self)
     cpdef _run(self)
@@ -52,10 +55,12 @@ cdef class _FdEntry:
 
 
 cdef inline _recycle(LoopCore loop, list ready)
-cdef inline _gc_hide(Handle h)
-cdef inline _gc_show(Handle h)
-cdef inline _gc_release(Handle h)
-cdef inline _gc_show_context(Handle h)
+# The GC helpers cannot fail: C void, so no None result or error check at each call.
+cdef inline void _gc_hide(Handle h, bint uncount) noexcept
+cdef inline void _gc_unhide(Handle h) noexcept
+cdef inline void _gc_show(Handle h) noexcept
+cdef inline void _gc_release(Handle h) noexcept
+cdef inline void _gc_show_context(Handle h) noexcept
 cdef _init_handle(Handle h, object callback, object args, LoopCore loop, object context)
 @cython.locals(h=Handle)
 cdef Handle _new_handle(object callback, object args, LoopCore loop, object context)

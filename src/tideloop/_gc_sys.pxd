@@ -4,3 +4,31 @@ cdef extern from "Python.h":
     void PyObject_GC_UnTrack(object op)
     bint PyObject_GC_IsTracked(object op)
     Py_ssize_t Py_REFCNT(object op)
+
+cdef extern from "_gcstate.h":
+    pass
+
+cdef extern from *:
+    """
+    /* CPython's count of GC allocations since the last young collection (see _gcstate.c),
+       or NULL where its layout is unknown and these are no-ops. _gc_uncount takes one
+       allocation off (never below zero: a collection may have just reset it); _gc_recount
+       puts one back. Both run with the GIL held, as the allocator's own updates do. */
+    static int *__tideloop_gc_young = NULL;
+    static void __tideloop_gc_count_init(void) {
+        __tideloop_gc_young = tideloop_gc_young_count();
+    }
+    static CYTHON_INLINE void __tideloop_gc_uncount(void) {
+        int *c = __tideloop_gc_young;
+        if (c != NULL && *c > 0)
+            (*c)--;
+    }
+    static CYTHON_INLINE void __tideloop_gc_recount(void) {
+        int *c = __tideloop_gc_young;
+        if (c != NULL)
+            (*c)++;
+    }
+    """
+    void gc_count_init "__tideloop_gc_count_init" ()
+    void gc_uncount "__tideloop_gc_uncount" ()
+    void gc_recount "__tideloop_gc_recount" ()
