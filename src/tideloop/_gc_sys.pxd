@@ -11,8 +11,9 @@ cdef extern from "_gcstate.h":
 cdef extern from *:
     """
     /* CPython's count of GC allocations since the last young collection (see _gcstate.c),
-       or NULL where its layout is unknown and these are no-ops. _gc_uncount takes one
-       allocation off (never below zero: a collection may have just reset it); _gc_recount
+       or NULL where its layout is unknown and these are no-ops. gc_uncount takes one
+       allocation off (never below zero: a collection may have just reset it, and then the
+       later gc_recount errs towards an earlier collection, never a later one); gc_recount
        puts one back. Both run with the GIL held, as the allocator's own updates do. */
     static int *__tideloop_gc_young = NULL;
     static void __tideloop_gc_count_init(void) {
