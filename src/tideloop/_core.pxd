@@ -60,7 +60,6 @@ cdef inline void _gc_hide(Handle h, bint uncount) noexcept
 cdef inline void _gc_unhide(Handle h) noexcept
 cdef inline void _gc_show(Handle h) noexcept
 cdef inline void _gc_release(Handle h) noexcept
-cdef inline void _gc_show_context(Handle h) noexcept
 cdef _init_handle(Handle h, object callback, object args, LoopCore loop, object context)
 @cython.locals(h=Handle)
 cdef Handle _new_handle(object callback, object args, LoopCore loop, object context)

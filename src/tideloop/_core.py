@@ -44,7 +44,6 @@ if cython.compiled:
     )
     from cython.cimports.tideloop._gc_sys import (  # type: ignore[import-not-found]
         Py_REFCNT,
-        PyObject_GC_IsTracked,
         PyObject_GC_Track,
         PyObject_GC_UnTrack,
         gc_count_init,
@@ -250,8 +249,8 @@ class TimerHandle(Handle):
     def __dealloc__(self) -> None:
         # Compiled: a context hidden from the GC with this timer must be tracked before the
         # timer's reference to it goes (see _gc_hide); the loop normally did this already.
-        if cython.compiled:
-            _gc_show_context(self)
+        if cython.compiled and self._gc_hidden:
+            _gc_unhide(self)
 
 
 def _init_handle(h: Handle, callback: Any, args: Any, loop: LoopCore, context: Any) -> None:
@@ -324,7 +323,7 @@ def _recycle(loop: LoopCore, ready: list[Any]) -> None:
 # loop runs one, and every young collection meanwhile walked their contexts (3.11: ~70 fewer
 # instructions and half the L1 misses per call; 3.13: ~45 fewer). Such a context must be
 # tracked again before it can die, because CPython's context dealloc unlinks it from the GC list
-# unconditionally; _gc_release does that for every handle the loop lets go of, and
+# unconditionally; _gc_unhide does that for every hidden handle the loop lets go of, and
 # TimerHandle.__dealloc__ is the backstop for any other way a hidden timer could die. A plain
 # Handle has no such backstop (Cython's __dealloc__ wrapper would cost every call_soon handle
 # ~50 instructions): the loop's own paths (_run_once, _run_ready_debug, _gc_show_pending before
@@ -364,30 +363,27 @@ def _gc_hide(h: Handle, uncount: bool) -> None:
 
 
 def _gc_unhide(h: Handle) -> None:
-    # The caller tracks h again, or frees it: give back what _gc_hide took off the count.
+    # h was hidden by _gc_hide; the caller tracks h again, or frees it. Its own context is
+    # tracked again first (CPython's context dealloc expects a tracked object), and what
+    # _gc_hide took off the GC's count is given back.
     if cython.compiled:
+        own = h._own_context
+        if own:
+            ctx = h._context  # None only after the GC's tp_clear, which a hidden h never gets
+            if ctx is not None:
+                PyObject_GC_Track(ctx)
         if h._gc_hidden == _UNCOUNTED:
             gc_recount()
-            if h._own_context:
+            if own:
                 gc_recount()
         h._gc_hidden = 0  # type: ignore[misc]  # compiled-only field
 
 
 def _gc_show(h: Handle) -> None:
     if cython.compiled:
-        if h is None:
-            return
-        if h._gc_hidden:
+        if h is not None and h._gc_hidden:
             _gc_unhide(h)
             PyObject_GC_Track(h)
-        _gc_show_context(h)
-
-
-def _gc_show_context(h: Handle) -> None:
-    if cython.compiled:
-        ctx = h._context  # None once the GC's tp_clear has broken a cycle through h
-        if h._own_context and ctx is not None and not PyObject_GC_IsTracked(ctx):
-            PyObject_GC_Track(ctx)
 
 
 def _gc_release(h: Handle) -> None:
@@ -397,7 +393,6 @@ def _gc_release(h: Handle) -> None:
             _gc_unhide(h)
             if Py_REFCNT(h) > 1:
                 PyObject_GC_Track(h)
-        _gc_show_context(h)
 
 
 class _FdEntry:
