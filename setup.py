@@ -20,10 +20,10 @@ COMPILED_MODULES = [
     "tideloop._datagram",
 ]
 
-# Plain C compiled into a module beside its Cython source: _gcstate.c needs CPython's internal
+# Plain C compiled into a module beside its Cython source: _pyinternal.c needs CPython's internal
 # headers, which only a translation unit of its own can include (see its comment).
 EXTRA_SOURCES = {
-    "tideloop._core": [os.path.join("src", "tideloop", "_gcstate.c")],
+    "tideloop._core": [os.path.join("src", "tideloop", "_pyinternal.c")],
 }
 
 

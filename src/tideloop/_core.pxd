@@ -14,7 +14,7 @@ cdef Py_ssize_t _MIN_SCHEDULED_TIMER_HANDLES, _FD_TABLE_MAX
 cdef object _monotonic
 cdef int READ, WRITE
 cdef double MAX_TIMEOUT
-cdef char _HIDDEN, _UNCOUNTED
+cdef char _HIDDEN, _UNCOUNTED, _OWN, _SHARED
 cdef object _LOOPCORE_TIME
 cdef object _Task, _Future
 cdef inline double _loop_time(LoopCore loop) except? -1.0
@@ -36,8 +36,10 @@ cdef class Handle:
     cdef char _gc_hidden  # compiled only: 0, _HIDDEN or _UNCOUNTED (see _gc_hide)
 
     cpdef cancel(self)
+    @cython.locals(ctx=object, saved=object)
     cpdef _run(self)
     cdef _run_failed(self)
+    cdef _run_failed_shared(self, object ctx, object saved)
 
 
 cdef class TimerHandle(Handle):
@@ -63,6 +65,7 @@ cdef inline void _gc_release(Handle h) noexcept
 cdef _init_handle(Handle h, object callback, object args, LoopCore loop, object context)
 @cython.locals(h=Handle)
 cdef Handle _new_handle(object callback, object args, LoopCore loop, object context)
+cdef object _shared_context(LoopCore loop)
 @cython.locals(h=TimerHandle)
 cdef TimerHandle _new_timer(double when, object callback, object args, LoopCore loop,
                             object context)
@@ -90,6 +93,8 @@ cdef class LoopCore:
     cdef list _fd_table
     cdef public bint _wakeup_pending
     cdef bint _gc_hiding
+    cdef object _ctx_shared
+    cdef object _ctx_shared_vars
     cdef public int _wake_r
     cdef public int _wake_w
     # Set by LoopBase.__init__ (_loop.py). As slots, an EventLoop needs no instance __dict__:
@@ -129,3 +134,4 @@ cdef class LoopCore:
     cdef _requeue(self, list todo, Py_ssize_t start)
     @cython.locals(t=TimerHandle)
     cdef _gc_show_pending(self)
+    cdef _ctx_forget(self)

@@ -42,6 +42,13 @@ if cython.compiled:
         resolves_to,
         run_in_context,
     )
+    from cython.cimports.tideloop._ctx_sys import (  # type: ignore[import-not-found]
+        ctx_current_is,
+        ctx_init,
+        ctx_restore,
+        ctx_sharing,
+        ctx_vars,
+    )
     from cython.cimports.tideloop._gc_sys import (  # type: ignore[import-not-found]
         Py_REFCNT,
         PyObject_GC_Track,
@@ -52,6 +59,7 @@ if cython.compiled:
     )
 
     gc_count_init()
+    ctx_init()
 
 _monotonic = _time.monotonic
 # The classes create_task/create_future instantiate on every call: C globals when compiled
@@ -70,6 +78,8 @@ _MIN_SCHEDULED_TIMER_HANDLES = 100
 _FD_TABLE_MAX = 1 << 16
 
 COMPILED = not __file__.endswith((".py", ".pyc"))
+# Whether call_soon/call_soon_threadsafe handles share context copies ("Shared context copies").
+CONTEXT_SHARING = bool(ctx_sharing()) if cython.compiled else False
 
 
 # Freelists recycle the memory of handles the loop just ran: the next call_soon gets a block that
@@ -94,7 +104,9 @@ class Handle:
     # handle in a smaller allocator size class, and the loop may hold 100k of them at once.
     _debug_info: list[Any] | None
     _context: Any
-    _own_context: bool  # a timer's context copied for it alone: hidden from the GC with it
+    # 0 (passed in, or the interpreted core), _OWN (copied for this handle alone: hidden from
+    # the GC with it) or _SHARED (a copy other handles use too, see "Shared context copies").
+    _own_context: int
     # Compiled only, a C field (_core.pxd), not a slot: interpreted, nothing is hidden. mypy
     # checks the assignments against __slots__, hence the ignores where it is set.
     _gc_hidden: int  # 0, _HIDDEN or _UNCOUNTED (see _gc_hide)
@@ -144,6 +156,11 @@ class Handle:
             self._debug_info[1] = value
 
     def get_context(self) -> Any:
+        if cython.compiled and self._own_context == _SHARED:
+            # A copy of its own from now on, as asyncio gives every handle: what the caller
+            # does with it (ContextVar.set() through Context.run) stays with this handle.
+            self._context = self._context.copy()
+            self._own_context = 0
         return self._context
 
     def cancel(self) -> None:
@@ -162,7 +179,17 @@ class Handle:
         if cython.compiled:
             # Context.run without building the (callback, *args) tuple it needs, and without a
             # try block on the way (see run_in_context): errors take _run_failed.
-            if run_in_context(self._context, self._callback, self._args) < 0:
+            if self._own_context == _SHARED:
+                # Other handles use this context too: what the callback sets is undone once it
+                # has left it (see "Shared context copies"), after the exception handler, which
+                # runs in the context as the callback left it (asyncio 3.12+).
+                ctx = self._context
+                saved = ctx_vars(ctx)
+                if run_in_context(ctx, self._callback, self._args) < 0:
+                    self._run_failed_shared(ctx, saved)
+                else:
+                    ctx_restore(ctx, saved)
+            elif run_in_context(self._context, self._callback, self._args) < 0:
                 self._run_failed()
             return
         try:
@@ -174,6 +201,14 @@ class Handle:
         # A traceback that passed through a callback keeps this frame alive (as the f_back of
         # the coroutine's frame); it must not keep the handle, and so the task, alive.
         self = None  # type: ignore[assignment]
+
+    def _run_failed_shared(self, ctx: Any, saved: Any) -> None:
+        """Compiled core: _run_failed for a shared context, restored whatever happens."""
+        try:
+            self._run_failed()
+        finally:
+            if cython.compiled:
+                ctx_restore(ctx, saved)
 
     def _run_failed(self) -> None:
         """Compiled core: what _run's except clauses do, for the exception left pending."""
@@ -254,7 +289,7 @@ class TimerHandle(Handle):
 
 
 def _init_handle(h: Handle, callback: Any, args: Any, loop: LoopCore, context: Any) -> None:
-    h._own_context = False
+    h._own_context = 0
     if cython.compiled:
         h._gc_hidden = 0  # type: ignore[misc]  # compiled-only field
     if context is None:
@@ -276,14 +311,45 @@ def _init_handle(h: Handle, callback: Any, args: Any, loop: LoopCore, context: A
 def _new_handle(callback: Any, args: Any, loop: LoopCore, context: Any) -> Handle:
     # Skips Handle.__init__'s argument parsing: this is the hottest allocation in the loop.
     h = Handle.__new__(Handle)
+    if cython.compiled and context is None and ctx_sharing():
+        _init_handle(h, callback, args, loop, _shared_context(loop))
+        h._own_context = _SHARED
+        return h
     _init_handle(h, callback, args, loop, context)
     return h
 
 
+def _shared_context(loop: LoopCore) -> Any:
+    """A copy of the calling thread's current context, shared with earlier handles if it can be.
+
+    Compiled only (see "Shared context copies" below).
+    """
+    if cython.compiled:
+        shared = loop._ctx_shared
+        if shared is not None and ctx_current_is(loop._ctx_shared_vars):
+            return shared
+        copy = PyContext_CopyCurrent()
+        # Both fields change before either old object may be freed (these locals hold them):
+        # freeing runs finalizers, which may let another thread in, and it must never find a
+        # context paired with variables it was not copied from.
+        old_shared = loop._ctx_shared
+        old_vars = loop._ctx_shared_vars
+        loop._ctx_shared = copy
+        loop._ctx_shared_vars = ctx_vars(copy)
+        del old_shared, old_vars
+        return copy
+    return None
+
+
 def _new_timer(when: float, callback: Any, args: Any, loop: LoopCore, context: Any) -> TimerHandle:
     h = TimerHandle.__new__(TimerHandle)
-    _init_handle(h, callback, args, loop, context)
-    h._own_context = context is None
+    if cython.compiled and context is None and ctx_sharing():
+        _init_handle(h, callback, args, loop, _shared_context(loop))
+        h._own_context = _SHARED
+    else:
+        _init_handle(h, callback, args, loop, context)
+        if context is None:
+            h._own_context = _OWN
     h._when = when
     h._scheduled = False
     return h
@@ -316,7 +382,8 @@ def _recycle(loop: LoopCore, ready: list[Any]) -> None:
 # anyone else still holds them: from then on, cycles through them are collected as usual.
 # fd and signal handles stay tracked throughout. Interpreted, these are no-ops.
 #
-# A timer's context copied for it alone (call_later/call_at without context=) goes with it:
+# A timer's context copied for it alone (call_later/call_at without context=, where no copy is
+# shared: see "Shared context copies") goes with it:
 # hidden and shown together (timers are the long-lived, numerous ones; for call_soon handles,
 # which live one iteration, the extra untrack/track would cost more than it saves). So does the
 # copy call_soon_threadsafe makes: another thread's burst queues thousands of handles before the
@@ -342,15 +409,44 @@ def _recycle(loop: LoopCore, ready: list[Any]) -> None:
 # Timers are not taken off (_HIDDEN only): they are the handles programs keep (asyncio.sleep()
 # holds its own), and giving 100k kept timers back at once started a young collection over all
 # of them, cold in cache (one of 67 ms on 3.13), inside the run that let go of them.
-# _gcstate.c finds the count; where it cannot (3.14, free-threaded builds) nothing is counted.
+# _pyinternal.c finds the count; where it cannot (3.14, free-threaded builds) nothing is counted.
 _HIDDEN = 1
 _UNCOUNTED = 2
+
+# Handle._own_context: a context copied for the handle alone, or one handles share.
+_OWN = 1
+_SHARED = 2
+
+# Shared context copies. asyncio gives every handle that call_soon, call_soon_threadsafe,
+# call_later and call_at schedule without context= a copy of the caller's current context, made
+# then. A copy is a new GC object around the same immutable mapping of variables, so copies
+# made while the caller's variables did not change differ only in identity. The compiled core
+# therefore keeps the last copy it made (loop._ctx_shared) with the mapping it was made from
+# (_ctx_shared_vars), and gives it to the next such handle whose caller's current context
+# still holds that very mapping. Another thread's burst of call_soon_threadsafe, a callback
+# scheduling the next, or tasks that each sleep() then cost one copy instead of one each (its
+# allocation, GC tracking and freeing were ~15% of a threadsafe call). fd handles are the
+# exception: the loop runs one on every readiness event, and asyncio runs all those runs in
+# the one copy add_reader made, so each gets its own (_add_fd_handler). What stays asyncio's:
+# - Every handle starts with the variables its caller had at scheduling time: a caller whose
+#   mapping differs (it set a variable since, or it is another context) gets a fresh copy,
+#   which becomes the shared one.
+# - Nothing a callback sets reaches another handle: Handle._run puts the shared copy's
+#   mapping back once the callback has left it (and the exception handler, which runs in it
+#   as the callback left it, is done). Only the loop thread enters the copy, one handle at a
+#   time (a running loop cannot run a second batch inside a callback).
+# - get_context() hands out a copy of the handle's own from then on (Handle.get_context).
+# Differences left (docs/design.md): `handle._context` (private) is the shared object, and a
+# ContextVar token made in one such callback resets without error in another, where asyncio
+# raises ValueError (another Context). The loop drops its copy before it sleeps, when it stops
+# and when it closes, so it keeps no variables' values alive while idle. Where _pyinternal.c
+# does not know the Context layout, nothing is shared.
 
 
 def _gc_hide(h: Handle, uncount: bool) -> None:
     if cython.compiled:
         PyObject_GC_UnTrack(h)
-        own = h._own_context
+        own = h._own_context == _OWN
         if own:
             PyObject_GC_UnTrack(h._context)
         if uncount:
@@ -367,7 +463,7 @@ def _gc_unhide(h: Handle) -> None:
     # tracked again first (CPython's context dealloc expects a tracked object), and what
     # _gc_hide took off the GC's count is given back.
     if cython.compiled:
-        own = h._own_context
+        own = h._own_context == _OWN
         if own:
             ctx = h._context  # None only after the GC's tp_clear, which a hidden h never gets
             if ctx is not None:
@@ -465,6 +561,9 @@ class LoopCore:
         self._wakeup_pending = False
         if cython.compiled:
             self._gc_hiding = False
+            # The context copy handles share and the variables it was made from (_shared_context).
+            self._ctx_shared = None
+            self._ctx_shared_vars = None
         # Self-pipe: call_soon_threadsafe and signal.set_wakeup_fd write to _wake_w; the loop
         # reads _wake_r. Non-blocking both ends: a full pipe already means "wake up".
         self._wake_r, self._wake_w = os.pipe()
@@ -519,10 +618,11 @@ class LoopCore:
             with self._ready_lock:
                 self._ready.append(h)
         if cython.compiled and self._gc_hiding:  # interpreted: never hiding
-            # The context copied for this callback alone is hidden with it, as a timer's is:
-            # a burst from another thread queues many handles before the loop runs any, and
-            # every young collection meanwhile would walk their contexts.
-            h._own_context = context is None
+            # A context copied for this callback alone (where none is shared) is hidden with
+            # it, as a timer's is: a burst from another thread queues many handles before the
+            # loop runs any, and every young collection meanwhile would walk their contexts.
+            if context is None and h._own_context != _SHARED:
+                h._own_context = _OWN  # copied by _init_handle, for this handle alone
             _gc_hide(h, True)
         if not self._wakeup_pending:  # one wake-up byte per sleep is enough (_write_to_self)
             self._write_to_self()
@@ -685,7 +785,10 @@ class LoopCore:
             self._raise_closed()
         if fd < 0:
             raise ValueError(f"Invalid file descriptor: {fd}")
-        h = _new_handle(callback, args, self, None)
+        # A context of its own, never a shared copy (_shared_context): the loop runs this handle
+        # on every readiness event, and asyncio runs each run in the same context, so what one
+        # run sets, the next sees.
+        h = _new_handle(callback, args, self, copy_context())
         entry = self._fds.get(fd)
         if entry is None:
             entry = _FdEntry()
@@ -818,6 +921,17 @@ class LoopCore:
             if cython.compiled:
                 self._gc_hiding = False
                 self._gc_show_pending()
+                self._ctx_forget()
+
+    def _ctx_forget(self) -> None:
+        """Drop the shared context copy (handles that use it keep it)."""
+        if cython.compiled:
+            # Both fields first, then the objects (see _shared_context).
+            old_shared = self._ctx_shared
+            old_vars = self._ctx_shared_vars
+            self._ctx_shared = None
+            self._ctx_shared_vars = None
+            del old_shared, old_vars
 
     def _gc_show_pending(self) -> None:
         for h in self._ready:
@@ -870,6 +984,9 @@ class LoopCore:
                 timeout = MAX_TIMEOUT
         else:
             timeout = -1.0
+        if cython.compiled and self._ctx_shared is not None and (timeout > 0.0
+                                                                  or timeout == -1.0):
+            self._ctx_forget()  # about to sleep: keep no context alive for handles to come
         if timeout == -2.0:
             pass
         elif cython.compiled and self._epoll is not None and self._epoll is self._reactor:
@@ -1003,6 +1120,7 @@ class LoopCore:
             return  # __init__ failed before owning anything
         if cython.compiled:
             self._gc_show_pending()
+            self._ctx_forget()
         self._ready.clear()
         for t in self._timers.take_all():
             t._scheduled = False

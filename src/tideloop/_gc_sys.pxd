@@ -4,12 +4,12 @@ cdef extern from "Python.h":
     void PyObject_GC_UnTrack(object op)
     Py_ssize_t Py_REFCNT(object op)
 
-cdef extern from "_gcstate.h":
+cdef extern from "_pyinternal.h":
     pass
 
 cdef extern from *:
     """
-    /* CPython's count of GC allocations since the last young collection (see _gcstate.c),
+    /* CPython's count of GC allocations since the last young collection (see _pyinternal.c),
        or NULL where its layout is unknown and these are no-ops. gc_uncount takes one
        allocation off (never below zero: a collection may have just reset it, and then the
        later gc_recount errs towards an earlier collection, never a later one); gc_recount

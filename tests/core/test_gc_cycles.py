@@ -339,10 +339,11 @@ def test_garbage_made_by_callbacks_is_collected_while_the_loop_runs(
 @pytest.mark.skipif(not tideloop._core.COMPILED, reason="the interpreted core hides nothing")
 def test_handles_hidden_by_a_running_loop_do_not_count_towards_a_collection(
         loop: asyncio.AbstractEventLoop, loop_kind: str) -> None:
-    # A call_soon_threadsafe handle and its context copy are two GC allocations; while the
-    # compiled core hides them, CPython's count of new GC objects (gc.get_count()[0]) leaves
-    # them out, as it would objects the GC cannot see, and takes them back once they ran.
-    # asyncio counts them (the reference run shows the test can fail).
+    # A call_soon_threadsafe handle is a GC allocation (asyncio's, with its context copy, two;
+    # the compiled core's share one copy); while the compiled core hides it, CPython's count
+    # of new GC objects (gc.get_count()[0]) leaves it out, as it would objects the GC cannot
+    # see, and takes it back once it ran. asyncio counts them (the reference run shows the
+    # test can fail).
     def noop() -> None:
         pass
 
@@ -368,4 +369,4 @@ def test_handles_hidden_by_a_running_loop_do_not_count_towards_a_collection(
         pytest.skip("tideloop knows CPython's GC count for 3.11-3.13 (GIL builds) only")
     else:
         assert grown < 100, grown
-        assert kept - grown > 1000, (grown, kept)  # 2000 given back, less what was freed
+        assert kept - grown > 900, (grown, kept)  # 1000 given back, less what was freed
