@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -31,6 +32,17 @@ def run_bounded(loop: asyncio.AbstractEventLoop, timeout: float = 5.0) -> None:
     loop.run_forever()
     h.cancel()
     assert not fired, "run_forever was not stopped within the time limit"
+
+
+def run_bounded_beside(loop: asyncio.AbstractEventLoop, target: Callable[[], object],
+                       join_timeout: float = 10.0) -> None:
+    """run_bounded while `target` runs in a thread of its own, joined (bounded) afterwards."""
+    thread = threading.Thread(target=target)
+    thread.start()
+    try:
+        run_bounded(loop)
+    finally:
+        thread.join(join_timeout)
 
 
 class _VirtualReactor:

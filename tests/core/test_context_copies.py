@@ -18,7 +18,7 @@ import weakref
 from typing import Any
 
 import pytest
-from _support import PY312, run_bounded
+from _support import PY312, run_bounded, run_bounded_beside
 
 import tideloop
 
@@ -102,12 +102,7 @@ def test_a_burst_from_another_thread_keeps_each_calls_variables(
             loop.call_soon_threadsafe(cb, i)
         done.set()
 
-    thread = threading.Thread(target=producer)
-    thread.start()
-    try:
-        run_bounded(loop)
-    finally:
-        thread.join(10)
+    run_bounded_beside(loop, producer)
     assert done.is_set()
     assert seen == [(i, f"v{i // 100}") for i in range(n)]
 

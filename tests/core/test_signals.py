@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _support import run_bounded
+from _support import run_bounded, run_bounded_beside
 
 
 @pytest.fixture(autouse=True)
@@ -53,12 +53,7 @@ def test_signal_wakes_a_sleeping_loop(loop: asyncio.AbstractEventLoop) -> None:
         time.sleep(0.05)  # the loop is asleep in its poller by now
         os.kill(os.getpid(), signal.SIGUSR1)
 
-    t = threading.Thread(target=send_later)
-    t.start()
-    try:
-        run_bounded(loop)
-    finally:
-        t.join(5)
+    run_bounded_beside(loop, send_later, join_timeout=5)
     assert got == [1]
 
 
