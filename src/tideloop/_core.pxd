@@ -134,4 +134,4 @@ cdef class LoopCore:
     cdef _requeue(self, list todo, Py_ssize_t start)
     @cython.locals(t=TimerHandle)
     cdef _gc_show_pending(self)
-    cdef _ctx_forget(self)
+    cdef _ctx_set_shared(self, object shared, object shared_vars)

@@ -78,7 +78,7 @@ _MIN_SCHEDULED_TIMER_HANDLES = 100
 _FD_TABLE_MAX = 1 << 16
 
 COMPILED = not __file__.endswith((".py", ".pyc"))
-# Whether call_soon/call_soon_threadsafe handles share context copies ("Shared context copies").
+# Whether scheduled handles share context copies ("Shared context copies").
 CONTEXT_SHARING = bool(ctx_sharing()) if cython.compiled else False
 
 
@@ -310,6 +310,8 @@ def _init_handle(h: Handle, callback: Any, args: Any, loop: LoopCore, context: A
 
 def _new_handle(callback: Any, args: Any, loop: LoopCore, context: Any) -> Handle:
     # Skips Handle.__init__'s argument parsing: this is the hottest allocation in the loop.
+    # Scheduled once: without context=, a shared copy ("Shared context copies"; handles run
+    # more than once, fd and signal handlers, take _init_handle's copy of their own).
     h = Handle.__new__(Handle)
     if cython.compiled and context is None and ctx_sharing():
         _init_handle(h, callback, args, loop, _shared_context(loop))
@@ -329,27 +331,20 @@ def _shared_context(loop: LoopCore) -> Any:
         if shared is not None and ctx_current_is(loop._ctx_shared_vars):
             return shared
         copy = PyContext_CopyCurrent()
-        # Both fields change before either old object may be freed (these locals hold them):
-        # freeing runs finalizers, which may let another thread in, and it must never find a
-        # context paired with variables it was not copied from.
-        old_shared = loop._ctx_shared
-        old_vars = loop._ctx_shared_vars
-        loop._ctx_shared = copy
-        loop._ctx_shared_vars = ctx_vars(copy)
-        del old_shared, old_vars
+        loop._ctx_set_shared(copy, ctx_vars(copy))
         return copy
     return None
 
 
 def _new_timer(when: float, callback: Any, args: Any, loop: LoopCore, context: Any) -> TimerHandle:
     h = TimerHandle.__new__(TimerHandle)
-    if cython.compiled and context is None and ctx_sharing():
+    if cython.compiled and context is None and ctx_sharing():  # as in _new_handle
         _init_handle(h, callback, args, loop, _shared_context(loop))
         h._own_context = _SHARED
     else:
         _init_handle(h, callback, args, loop, context)
         if context is None:
-            h._own_context = _OWN
+            h._own_context = _OWN  # copied by _init_handle, for this timer alone
     h._when = when
     h._scheduled = False
     return h
@@ -436,11 +431,11 @@ _SHARED = 2
 #   as the callback left it, is done). Only the loop thread enters the copy, one handle at a
 #   time (a running loop cannot run a second batch inside a callback).
 # - get_context() hands out a copy of the handle's own from then on (Handle.get_context).
-# Differences left (docs/design.md): `handle._context` (private) is the shared object, and a
-# ContextVar token made in one such callback resets without error in another, where asyncio
-# raises ValueError (another Context). The loop drops its copy before it sleeps, when it stops
-# and when it closes, so it keeps no variables' values alive while idle. Where _pyinternal.c
-# does not know the Context layout, nothing is shared.
+# Differences left (docs/compat.md): `handle._context` (private) is the shared object, and a
+# ContextVar token made in one such callback and reset in another resets it or raises
+# LookupError, where asyncio raises ValueError (another Context). The loop drops its copy
+# before it sleeps, when it stops and when it closes, so it keeps no variables' values alive
+# while idle. Where _pyinternal.c does not know the Context layout, nothing is shared.
 
 
 def _gc_hide(h: Handle, uncount: bool) -> None:
@@ -928,16 +923,18 @@ class LoopCore:
             if cython.compiled:
                 self._gc_hiding = False
                 self._gc_show_pending()
-                self._ctx_forget()
+                self._ctx_set_shared(None, None)
 
-    def _ctx_forget(self) -> None:
-        """Drop the shared context copy (handles that use it keep it)."""
+    def _ctx_set_shared(self, shared: Any, shared_vars: Any) -> None:
+        """Replace (or, with None, drop) the shared context copy; handles using it keep it."""
         if cython.compiled:
-            # Both fields first, then the objects (see _shared_context).
+            # Both fields change before either old object may be freed (these locals hold
+            # them): freeing runs finalizers, which may let another thread in, and it must
+            # never find a context paired with variables it was not copied from.
             old_shared = self._ctx_shared
             old_vars = self._ctx_shared_vars
-            self._ctx_shared = None
-            self._ctx_shared_vars = None
+            self._ctx_shared = shared
+            self._ctx_shared_vars = shared_vars
             del old_shared, old_vars
 
     def _gc_show_pending(self) -> None:
@@ -993,7 +990,7 @@ class LoopCore:
             timeout = -1.0
         if cython.compiled and self._ctx_shared is not None and (timeout > 0.0
                                                                   or timeout == -1.0):
-            self._ctx_forget()  # about to sleep: keep no context alive for handles to come
+            self._ctx_set_shared(None, None)  # about to sleep: keep no variables alive
         if timeout == -2.0:
             pass
         elif cython.compiled and self._epoll is not None and self._epoll is self._reactor:
@@ -1127,7 +1124,7 @@ class LoopCore:
             return  # __init__ failed before owning anything
         if cython.compiled:
             self._gc_show_pending()
-            self._ctx_forget()
+            self._ctx_set_shared(None, None)
         self._ready.clear()
         for t in self._timers.take_all():
             t._scheduled = False

@@ -233,6 +233,38 @@ def test_the_loop_keeps_no_variables_alive_once_stopped(
     assert ref() is None
 
 
+def test_a_token_from_another_callback(loop: asyncio.AbstractEventLoop, loop_kind: str) -> None:
+    # A documented difference (docs/compat.md): asyncio refuses a token made in another
+    # callback's context with ValueError; where the compiled core shares one copy between the
+    # two callbacks, the token is from the same Context object, and the reset goes ahead
+    # (here: LookupError, as the variable the token would restore to "unset" is not set).
+    from tideloop import _core
+
+    outcome: list[str] = []
+    tokens: list[contextvars.Token[str]] = []
+
+    def make_token() -> None:
+        tokens.append(var.set("made"))
+
+    def use_token() -> None:
+        try:
+            var.reset(tokens[0])
+        except (ValueError, LookupError) as exc:
+            outcome.append(type(exc).__name__)
+        else:
+            outcome.append("reset")
+
+    def caller() -> None:
+        loop.call_soon(make_token)
+        loop.call_soon(use_token)
+
+    contextvars.copy_context().run(caller)
+    loop.call_soon(loop.stop)
+    run_bounded(loop)
+    shared = loop_kind != "asyncio" and tideloop.COMPILED and _core.CONTEXT_SHARING
+    assert outcome == (["LookupError"] if shared else ["ValueError"])
+
+
 @pytest.mark.tideloop_only("the compiled core's shared copies")
 def test_compiled_core_shares_one_copy_between_unchanged_callers(
         loop: asyncio.AbstractEventLoop) -> None:
