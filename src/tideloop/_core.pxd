@@ -135,3 +135,11 @@ cdef class LoopCore:
     @cython.locals(t=TimerHandle)
     cdef _gc_show_pending(self)
     cdef _ctx_set_shared(self, object shared, object shared_vars)
+
+
+# The work of call_soon and call_soon_threadsafe, reached from their C entries (_sched_sys.pxd):
+# C signatures of plain objects, as the entries call them.
+@cython.locals(self=LoopCore, h=Handle)
+cdef object _call_soon(object loop, object callback, object args, object context)
+@cython.locals(self=LoopCore, h=Handle)
+cdef object _call_soon_threadsafe(object loop, object callback, object args, object context)

@@ -57,6 +57,9 @@ if cython.compiled:
         gc_recount,
         gc_uncount,
     )
+    from cython.cimports.tideloop._sched_sys import (  # type: ignore[import-not-found]
+        sched_install,
+    )
 
     gc_count_init()
     ctx_init()
@@ -595,40 +598,12 @@ class LoopCore:
         return _monotonic()
 
     def call_soon(self, callback: Any, *args: Any, context: Any = None) -> Handle:
-        if self._closed:
-            self._raise_closed()
-        if self._debug:
-            self._check_thread()
-            self._check_callback(callback, "call_soon")
-        elif not callable(callback):
-            self._check_callback(callback, "call_soon")
-        h = _new_handle(callback, args, self, context)
-        self._ready.append(h)
-        if cython.compiled and self._gc_hiding:  # interpreted: never hiding
-            _gc_hide(h, True)  # once the loop holds it
-        return h
+        # Compiled, this is the fallback of the C entry ("C entries for call_soon"), for calls
+        # of another shape; interpreted, asyncio's own call_soon has the same two layers.
+        return _call_soon(self, callback, args, context)
 
     def call_soon_threadsafe(self, callback: Any, *args: Any, context: Any = None) -> Handle:
-        if self._closed:
-            self._raise_closed()
-        if self._debug or not callable(callback):
-            self._check_callback(callback, "call_soon_threadsafe")
-        h = _new_handle(callback, args, self, context)
-        if cython.compiled:
-            self._ready.append(h)
-        else:
-            with self._ready_lock:
-                self._ready.append(h)
-        if cython.compiled and self._gc_hiding:  # interpreted: never hiding
-            # A context copied for this callback alone (where none is shared) is hidden with
-            # it, as a timer's is: a burst from another thread queues many handles before the
-            # loop runs any, and every young collection meanwhile would walk their contexts.
-            if context is None and h._own_context != _SHARED:
-                h._own_context = _OWN  # copied by _init_handle, for this handle alone
-            _gc_hide(h, True)
-        if not self._wakeup_pending:  # one wake-up byte per sleep is enough (_write_to_self)
-            self._write_to_self()
-        return h
+        return _call_soon_threadsafe(self, callback, args, context)
 
     def call_later(self, delay: Any, callback: Any, *args: Any, context: Any = None) -> TimerHandle:
         if delay is None:
@@ -1142,6 +1117,72 @@ class LoopCore:
             self._wake_r = self._wake_w = -1
         self._reactor.close()
 
+
+# C entries for call_soon. asyncio's C Future and Task schedule every callback and task step
+# with loop.call_soon(callback, arg, context=ctx), a vectorcall with one keyword. Cython's entry
+# for `def call_soon(self, callback, *args, context=None)` spent ~300 instructions on that
+# before the work began (generic keyword matching, its function object's call layer, argument
+# checks). Compiled, the function objects of call_soon and call_soon_threadsafe therefore get a
+# C entry of their own (_sched_sys.pxd, in their vectorcall slot): it checks the loop's type
+# (cached), compares the keyword by identity, packs *args into a tuple and calls _call_soon or
+# _call_soon_threadsafe. Every other shape of call goes on to Cython's entry, so errors keep
+# their messages; the function objects stay what they were for introspection, and subclasses
+# that override a method and call super() reach the entry like any caller.
+
+
+def _call_soon(loop: Any, callback: Any, args: Any, context: Any) -> Handle:
+    """loop.call_soon(callback, *args, context=context): the work, for both entries."""
+    if cython.compiled:
+        self = cython.cast(LoopCore, loop)  # only ever called with a LoopCore (the entries)
+    else:
+        self = loop
+    if self._closed:
+        self._raise_closed()
+    if self._debug:
+        self._check_thread()
+        self._check_callback(callback, "call_soon")
+    elif not callable(callback):
+        self._check_callback(callback, "call_soon")
+    h = _new_handle(callback, args, self, context)
+    self._ready.append(h)
+    if cython.compiled and self._gc_hiding:  # interpreted: never hiding
+        _gc_hide(h, True)  # once the loop holds it
+    return h
+
+
+def _call_soon_threadsafe(loop: Any, callback: Any, args: Any, context: Any) -> Handle:
+    """loop.call_soon_threadsafe(callback, *args, context=context): the work."""
+    if cython.compiled:
+        self = cython.cast(LoopCore, loop)
+    else:
+        self = loop
+    if self._closed:
+        self._raise_closed()
+    if self._debug or not callable(callback):
+        self._check_callback(callback, "call_soon_threadsafe")
+    h = _new_handle(callback, args, self, context)
+    if cython.compiled:
+        self._ready.append(h)
+    else:
+        with self._ready_lock:
+            self._ready.append(h)
+    if cython.compiled and self._gc_hiding:  # interpreted: never hiding
+        # A context copied for this callback alone (where none is shared) is hidden with
+        # it, as a timer's is: a burst from another thread queues many handles before the
+        # loop runs any, and every young collection meanwhile would walk their contexts.
+        if context is None and h._own_context != _SHARED:
+            h._own_context = _OWN  # copied by _init_handle, for this handle alone
+        _gc_hide(h, True)
+    if not self._wakeup_pending:  # one wake-up byte per sleep is enough (_write_to_self)
+        self._write_to_self()
+    return h
+
+
+if cython.compiled:
+    sched_install(LoopCore, LoopCore.__dict__["call_soon"], 0,
+                  cython.cast(cython.p_void, _call_soon))
+    sched_install(LoopCore, LoopCore.__dict__["call_soon_threadsafe"], 1,
+                  cython.cast(cython.p_void, _call_soon_threadsafe))
 
 def _loop_time(loop: LoopCore) -> float:
     """``loop.time()``, honouring overrides, without Cython's per-call override lookup."""

@@ -559,3 +559,73 @@ def test_compiled_loop_keeps_no_instance_dict(loop: asyncio.AbstractEventLoop) -
     loop.call_later(0.001, _cb)
     loop.run_until_complete(asyncio.sleep(0.002))
     assert vars(loop) == {}
+
+
+# Every shape of call_soon/call_soon_threadsafe call: the compiled core's C entries take
+# `callback, *args, context=` themselves and hand any other shape to Cython's method ("C entries
+# for call_soon" in _core.py), so each shape is run on every loop against asyncio's results.
+def _schedule_all_shapes(loop: asyncio.AbstractEventLoop, method: str, seen: list[Any]) -> None:
+    schedule = getattr(loop, method)
+    ctx = contextvars.copy_context()
+    ctx.run(var.set, "ctx")
+    built_key = "".join(["con", "text"])  # equal to "context", but not the interned string
+
+    def record(*args: Any) -> None:
+        seen.append((var.get(), args))
+
+    var.set("caller")
+    schedule(record)
+    schedule(record, 1)
+    schedule(record, 1, "two", None, 4.0)
+    schedule(record, 5, context=ctx)
+    schedule(record, context=None)  # None: a copy of the caller's context, as without it
+    schedule(record, 6, **{built_key: ctx})
+    type(loop).call_soon(loop, record, 7, context=ctx)  # unbound, through the class
+    schedule(callback=record)  # callback by keyword: asyncio accepts it
+    for bad in (lambda: schedule(), lambda: schedule(record, ctx=ctx),
+                lambda: schedule(record, context=ctx, extra=1)):
+        with pytest.raises(TypeError):
+            bad()
+
+
+@pytest.mark.parametrize("method", ["call_soon", "call_soon_threadsafe"])
+def test_every_call_shape_schedules_as_asyncio(loop: asyncio.AbstractEventLoop,
+                                               method: str) -> None:
+    seen: list[Any] = []
+    contextvars.copy_context().run(_schedule_all_shapes, loop, method, seen)
+    loop.call_soon(loop.stop)
+    run_bounded(loop)
+    assert seen == [("caller", ()), ("caller", (1,)), ("caller", (1, "two", None, 4.0)),
+                    ("ctx", (5,)), ("caller", ()), ("ctx", (6,)), ("ctx", (7,)),
+                    ("caller", ())]
+
+
+def test_unbound_call_soon_on_a_non_loop_raises(loop: asyncio.AbstractEventLoop) -> None:
+    # asyncio fails on the missing attribute; the compiled core's entry must fail as cleanly
+    # (its work reads the loop's C fields, which another object does not have).
+    for method in ("call_soon", "call_soon_threadsafe"):
+        with pytest.raises((TypeError, AttributeError)):
+            getattr(type(loop), method)(object(), _cb)
+
+
+def test_a_subclass_override_reaches_the_loop_through_super(loop_factory: Any) -> None:
+    probe = loop_factory()
+    base = type(probe)
+    probe.close()
+    calls: list[str] = []
+
+    class Counting(base):  # type: ignore[valid-type,misc]
+        def call_soon(self, callback: Any, *args: Any, context: Any = None) -> Any:
+            calls.append(getattr(callback, "__qualname__", type(callback).__name__))
+            return super().call_soon(callback, *args, context=context)
+
+    loop = Counting()
+    try:
+        async def main() -> str:
+            await asyncio.sleep(0)
+            return "done"
+
+        assert loop.run_until_complete(main()) == "done"
+    finally:
+        loop.close()
+    assert calls  # asyncio's Task scheduled its steps through the override
