@@ -47,6 +47,31 @@ def test_add_reader_fires_when_readable(loop: asyncio.AbstractEventLoop,
     assert loop.remove_reader(a.fileno()) is False
 
 
+def test_io_callbacks_run_after_what_was_ready_before_the_poll(
+        loop: asyncio.AbstractEventLoop, pair: tuple[socket.socket, socket.socket]) -> None:
+    # asyncio's _run_once: callbacks already in the ready queue, then the poll's I/O callbacks,
+    # then timers that came due. uvloop runs I/O first; tideloop keeps asyncio's order
+    # (docs/performance.md, session 11, has what that costs aiohttp on 3.11).
+    a, b = pair
+    order: list[str] = []
+
+    def on_readable() -> None:
+        a.recv(100)
+        order.append("io")
+
+    def first() -> None:
+        b.send(b"x")  # readable at the next poll
+        loop.call_later(0, order.append, "timer")  # due at the next poll
+        loop.call_soon(order.append, "soon")  # ready before the next poll
+        loop.call_soon(loop.call_soon, loop.stop)
+
+    loop.add_reader(a.fileno(), on_readable)
+    loop.call_soon(first)
+    run_bounded(loop)
+    loop.remove_reader(a.fileno())
+    assert order == ["soon", "io", "timer"]
+
+
 def test_reader_keeps_firing_while_data_is_unread(loop: asyncio.AbstractEventLoop,
                                                   pair: tuple[socket.socket, socket.socket]
                                                   ) -> None:
