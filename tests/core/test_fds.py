@@ -63,7 +63,7 @@ def test_io_callbacks_run_after_what_was_ready_before_the_poll(
         b.send(b"x")  # readable at the next poll
         loop.call_later(0, order.append, "timer")  # due at the next poll
         loop.call_soon(order.append, "soon")  # ready before the next poll
-        loop.call_soon(loop.call_soon, loop.stop)
+        loop.call_soon(loop.call_soon, loop.stop)  # stop once that next iteration has run
 
     loop.add_reader(a.fileno(), on_readable)
     loop.call_soon(first)
